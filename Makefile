@@ -1,0 +1,67 @@
+# BioCLIP Lite. The two commands a newcomer needs:
+#   make demo   - set up .venv + node_modules, then run the whole chain on built-in demo data
+#   make test   - set up the same, then run every test (Python and JS)
+# Everything is installed by these targets; nothing needs installing by hand.
+
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMPS := .stamps
+FORCE ?= 0
+PYTEST_ARGS ?=
+
+# tfmot is Keras-2 only: every TF process uses tf_keras.
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONHASHSEED := 0
+
+NODE_DIRS := react-bio-clip bioclip_lite_tf/js
+
+.PHONY: demo test test-python test-js bench setup clean-demo help
+
+help:
+	@echo "make demo    run the whole chain on demo data into runs/demo/ (FORCE=1 redoes all)"
+	@echo "make test    run every test, Python and JS"
+	@echo "make bench   run the benchmarks into bench/results/ and bench/RESULTS.md"
+
+setup: $(STAMPS)/python $(STAMPS)/node
+
+# The lock was verified to install together on Python 3.11 (see ../shared/ENVIRONMENT.md facts in
+# README.md): tensorflowjs pins TF 2.19.0, TF pins protobuf 5, torchvision needs its matching torch.
+$(STAMPS)/python: requirements/lock.txt setup.py
+	@mkdir -p $(STAMPS)
+	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check 'pip<26'
+	$(PIP) install --disable-pip-version-check --progress-bar off -r requirements/lock.txt
+	$(PIP) install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(STAMPS)/node: $(foreach d,$(NODE_DIRS),$(wildcard $(d)/package-lock.json))
+	@mkdir -p $(STAMPS)
+	@for d in $(NODE_DIRS); do \
+	  if [ -f $$d/package-lock.json ]; then \
+	    echo "npm ci in $$d"; (cd $$d && npm ci --no-audit --no-fund --prefer-offline) || exit 1; \
+	  fi; \
+	done
+	@touch $@
+
+demo: setup
+	$(PYTHON) -m pipeline.demo --out_dir=runs/demo --force=$(FORCE)
+
+test: setup
+	$(MAKE) --no-print-directory test-python
+	$(MAKE) --no-print-directory test-js
+
+test-python:
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
+
+test-js:
+	cd react-bio-clip && npm test
+
+bench: setup
+	$(PYTHON) -m bench.run_all --out_dir=bench/results
+
+clean-demo:
+	rm -rf runs/demo
