@@ -1,0 +1,1 @@
+"""The BioCLIP Lite chain, end to end (`make demo`)."""
