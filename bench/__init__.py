@@ -1,0 +1,1 @@
+"""Benchmarks: JSON out, ratios measured in one run (see bench/README.md)."""

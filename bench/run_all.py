@@ -1,0 +1,162 @@
+"""`make bench`: every benchmark in one run, then bench/RESULTS.md written from the JSON.
+
+Each benchmark is its own script writing one JSON file under --out_dir. They run one after the
+other on an otherwise idle machine, so the ratios (student against teacher, TF.js against Keras,
+input pipeline against training step) compare numbers taken under the same conditions.
+RESULTS.md is regenerated from scratch from this run's JSON only, so old numbers never linger.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out_dir", "bench/results", "Where the benchmark scripts write their JSON "
+                    "(each script's default location).")
+flags.DEFINE_string("results_md", "bench/RESULTS.md", "The Markdown summary written from the JSON.")
+flags.DEFINE_list("only", [], "Run only these benchmarks (file stems), e.g. 'latency,tfds'.")
+flags.DEFINE_bool("skip_run", False, "Do not run anything; rewrite RESULTS.md from existing JSON.")
+
+# (stem, argv after the python executable, JSON file it writes under bench/results/).
+BENCHMARKS = [
+    ("teacher_cache", ["bench/teacher_cache_bench.py"], "teacher_cache.json"),
+    ("tfds", ["bench/tfds_bench.py"], "tfds.json"),
+    ("train", ["bench/train_bench.py"], "train.json"),
+    ("latency", ["bench/latency_bench.py"], "latency.json"),
+    ("tfjs_node", ["bench/tfjs_node_bench.py"], "tfjs_node.json"),
+]
+
+
+def machine() -> dict:
+  info = {"python": platform.python_version(), "machine": platform.machine(),
+          "cpus": os.cpu_count(), "system": platform.platform()}
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          info["cpu_model"] = line.split(":", 1)[1].strip()
+          break
+    with open("/proc/meminfo") as f:
+      info["mem_total_kb"] = int(f.readline().split()[1])
+  except OSError:
+    pass
+  info["gpu"] = "none" if not os.path.exists("/dev/nvidia0") else "present"
+  return info
+
+
+def _flatten(d, prefix=""):
+  for k, v in d.items():
+    key = f"{prefix}.{k}" if prefix else str(k)
+    if isinstance(v, dict):
+      yield from _flatten(v, key)
+    elif isinstance(v, (int, float, str, bool)) or v is None:
+      yield key, v
+
+
+def _fmt(v):
+  if isinstance(v, float):
+    return f"{v:.4g}"
+  return str(v)
+
+
+def write_results_md(out_dir: str, path: str, runs: dict) -> None:
+  lines = ["# Benchmark results", "",
+           f"Written by `make bench` on {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC from "
+           f"the JSON files in `{out_dir}/` of that same run (nothing older).", ""]
+  m = machine()
+  lines += ["## Machine", "", "| what | value |", "|---|---|"]
+  lines += [f"| {k} | {v} |" for k, v in m.items()]
+  lines += [""]
+  summary_path = os.path.join(out_dir, "summary.json")
+  if os.path.exists(summary_path):
+    with open(summary_path) as f:
+      headline = json.load(f).get("headline", {})
+    if headline:
+      lines += ["## Headline ratios", "", "| ratio | value | goal |", "|---|---|---|"]
+      for k, (v, goal) in headline.items():
+        lines += [f"| {k} | {_fmt(v)} | {goal} |"]
+      lines += [""]
+  for stem, _, json_name in BENCHMARKS:
+    p = os.path.join(out_dir, json_name)
+    lines += [f"## {stem} (`{json_name}`)", ""]
+    status = runs.get(stem)
+    if not os.path.exists(p):
+      lines += [f"Not produced in this run ({status or 'not run'}).", ""]
+      continue
+    with open(p) as f:
+      data = json.load(f)
+    lines += ["| key | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in _flatten(data)]
+    lines += [""]
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write("\n".join(lines))
+  os.replace(tmp, path)
+
+
+def headline_ratios(out_dir: str) -> dict:
+  """The ratios the project is judged by, computed from this run's JSON."""
+  def load(name):
+    p = os.path.join(out_dir, name)
+    if os.path.exists(p):
+      with open(p) as f:
+        return json.load(f)
+    return {}
+  out = {}
+  lat = load("latency.json")
+  for key, goal in [("speedup_vs_teacher_224", ">= 25x (student faster than teacher at 224)"),
+                    ("size_ratio_teacher_over_tfjs", ">= 100x (TF.js artifact smaller)")]:
+    for k, v in _flatten(lat):
+      if k.endswith(key):
+        out[k] = (v, goal)
+  tc = load("teacher_cache.json")
+  for k, v in _flatten(tc):
+    if k.endswith("stage_over_forward"):
+      out[f"teacher_cache.{k}"] = (v, ">= 0.9")
+  td = load("tfds.json")
+  for k, v in _flatten(td):
+    if k.endswith("input_over_train_step"):
+      out[f"tfds.{k}"] = (v, ">= 3x")
+  return out
+
+
+def main(argv):
+  del argv
+  os.makedirs(FLAGS.out_dir, exist_ok=True)
+  runs = {}
+  if not FLAGS.skip_run:
+    for stem, script, json_name in BENCHMARKS:
+      if FLAGS.only and stem not in FLAGS.only:
+        continue
+      if not os.path.exists(script[0]):
+        runs[stem] = f"missing {script[0]}"
+        print(f"[bench] {stem}: {script[0]} does not exist, skipped", flush=True)
+        continue
+      target = os.path.join(FLAGS.out_dir, json_name)
+      if os.path.exists(target):
+        os.remove(target)  # a failed run must not leave an old number behind
+      print(f"[bench] {stem}: running {' '.join(script)}", flush=True)
+      start = time.time()
+      rc = subprocess.run([sys.executable] + script).returncode
+      runs[stem] = f"exit {rc} after {time.time() - start:.0f}s"
+      print(f"[bench] {stem}: {runs[stem]}", flush=True)
+  summary = {"machine": machine(), "runs": runs, "headline": headline_ratios(FLAGS.out_dir)}
+  with open(os.path.join(FLAGS.out_dir, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+  write_results_md(FLAGS.out_dir, FLAGS.results_md, runs)
+  print(f"[bench] wrote {FLAGS.results_md}")
+  failed = [s for s, r in runs.items() if not r.startswith("exit 0")]
+  if failed:
+    print(f"[bench] failed or missing: {failed}", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)
