@@ -1,0 +1,135 @@
+r"""Builds `tree_of_life_distill` from a teacher_cache output directory.
+
+  python -m tfds_treeoflife.build --cache_dir=CACHE --data_dir=DATA_DIR [--config=default]
+      [--beam_runner=DirectRunner --beam_options=--direct_num_workers=2]
+
+Writes DATA_DIR/tree_of_life_distill/<config>/1.0.0/. TFDS writes into an `incomplete.*` sibling
+directory and renames it when everything is written, so a killed build never looks complete; a
+re-run removes the killed build's leftovers and builds again. A finished dataset is reused unless
+--overwrite. Exit status: 0 built (or already built), 2 bad usage or a malformed cache, 1 other
+failures.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from absl import app, flags, logging  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_datasets as tfds  # noqa: E402
+
+from tfds_treeoflife.cache_reader import CacheFormatError  # noqa: E402
+from tfds_treeoflife.tree_of_life_distill import TreeOfLifeDistill  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("cache_dir", None, "teacher_cache output directory to build from "
+                    "(manifest.json, label_bank/, rows/). Any path tf.io.gfile reads.")
+flags.DEFINE_string("data_dir", None, "TFDS data_dir to write into; the dataset lands in "
+                    "DATA_DIR/tree_of_life_distill/<config>/<version>/.")
+flags.DEFINE_enum("config", "default", [c.name for c in TreeOfLifeDistill.BUILDER_CONFIGS],
+                  "Builder config: 'default' (train/validation) or 'species_holdout' (adds a "
+                  "holdout split of whole species).")
+flags.DEFINE_string("beam_runner", "", "Build through Apache Beam with this runner, e.g. "
+                    "DirectRunner, DataflowRunner, FlinkRunner, SparkRunner. Empty: build in "
+                    "this process without Beam.")
+flags.DEFINE_list("beam_options", [], "Beam pipeline options, comma-separated, e.g. "
+                  "'--direct_num_workers=2,--direct_running_mode=multi_processing' or "
+                  "'--project=P,--region=R,--temp_location=gs://B/tmp'.")
+flags.DEFINE_bool("overwrite", False, "Delete an existing built copy of this config/version "
+                  "and build again.")
+flags.DEFINE_bool("allow_incomplete_cache", False, "Build from the finished parts of a cache "
+                  "whose shards are not all done (the dataset will then not be reproducible).")
+flags.DEFINE_bool("clean_incomplete", True, "Remove `incomplete.*` directories that a killed "
+                  "build of this config left behind. Turn off if another build of the same "
+                  "config writes to this data_dir at the same time.")
+
+
+def _fail(msg: str, code: int) -> int:
+  print(f"tfds_treeoflife.build: error: {msg}", file=sys.stderr, flush=True)
+  return code
+
+
+def remove_stale_incomplete(builder: tfds.core.DatasetBuilder) -> int:
+  """Deletes leftovers of killed builds of this config (TFDS names them incomplete.XXXXXX_<v>)."""
+  parent = os.path.dirname(os.fspath(builder.data_path).rstrip("/"))
+  version = os.path.basename(os.fspath(builder.data_path).rstrip("/"))
+  if not tf.io.gfile.isdir(parent):
+    return 0
+  removed = 0
+  for name in tf.io.gfile.listdir(parent):
+    name = name.rstrip("/")
+    if name.startswith("incomplete.") and name.endswith("_" + version):
+      logging.warning("removing %s, left by a build that did not finish",
+                      os.path.join(parent, name))
+      tf.io.gfile.rmtree(os.path.join(parent, name))
+      removed += 1
+  return removed
+
+
+def _is_cache_error(e: BaseException) -> bool:
+  # Beam runners re-raise worker errors wrapped in their own exception types; the original
+  # type name survives in the message.
+  while e is not None:
+    if isinstance(e, CacheFormatError) or "CacheFormatError" in str(e):
+      return True
+    if "DuplicatedKeysError" in type(e).__name__ or "Duplicate keys" in str(e)[:2000]:
+      return True
+    e = e.__cause__ or e.__context__
+  return False
+
+
+def build(cache_dir: str, data_dir: str, config: str = "default", beam_runner: str = "",
+          beam_options=(), overwrite: bool = False, allow_incomplete_cache: bool = False,
+          clean_incomplete: bool = True) -> tfds.core.DatasetBuilder:
+  """Builds the dataset and returns the builder. Raises CacheFormatError for a bad cache."""
+  builder = TreeOfLifeDistill(cache_dir=cache_dir, data_dir=data_dir, config=config,
+                              require_complete_cache=not allow_incomplete_cache)
+  if clean_incomplete:
+    remove_stale_incomplete(builder)
+  runner = None
+  options = None
+  if beam_runner:
+    beam = tfds.core.lazy_imports.apache_beam
+    options = beam.options.pipeline_options.PipelineOptions(list(beam_options))
+    runner = beam_runner
+  if overwrite and tf.io.gfile.exists(os.fspath(builder.data_path)):
+    tf.io.gfile.rmtree(os.fspath(builder.data_path))
+    builder = TreeOfLifeDistill(cache_dir=cache_dir, data_dir=data_dir, config=config,
+                                require_complete_cache=not allow_incomplete_cache)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=cache_dir,
+      download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
+      # Statistics would be a second full pass over 10M photos; counts are recorded anyway.
+      compute_stats=tfds.download.ComputeStatsMode.SKIP,
+      beam_runner=runner, beam_options=options))
+  return builder
+
+
+def main(argv):
+  if len(argv) > 1:
+    return _fail(f"unexpected arguments {argv[1:]}", 2)
+  if not FLAGS.cache_dir or not FLAGS.data_dir:
+    return _fail("--cache_dir and --data_dir are required", 2)
+  if not tf.io.gfile.isdir(FLAGS.cache_dir):
+    return _fail(f"--cache_dir={FLAGS.cache_dir}: not a directory", 2)
+  logging.set_verbosity(logging.INFO)
+  start = time.time()
+  try:
+    builder = build(FLAGS.cache_dir, FLAGS.data_dir, FLAGS.config, FLAGS.beam_runner,
+                    FLAGS.beam_options, FLAGS.overwrite, FLAGS.allow_incomplete_cache,
+                    FLAGS.clean_incomplete)
+  except Exception as e:  # pylint: disable=broad-except
+    if _is_cache_error(e):
+      return _fail(f"bad teacher cache {FLAGS.cache_dir}: {e}", 2)
+    raise
+  splits = {name: s.num_examples for name, s in builder.info.splits.items()}
+  print(f"tree_of_life_distill/{FLAGS.config} {builder.info.version} in {builder.data_dir}: "
+        f"{splits} ({time.time() - start:.1f} s)", flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,195 @@
+r"""Writes a tiny teacher_cache directory (format 1) for tests: `tfds_treeoflife/dummy_data/`.
+
+It follows docs/FORMATS.md section 1 with numpy and PIL only (no teacher_cache import, no
+torch): 8 real taxa, small JPEG photos (one PNG, to exercise transcoding), random unit text
+embeddings, and teacher image embeddings that lean towards the photo's true species so the
+top-k logits look like a teacher's. Width D=16 on purpose: nothing may assume 512.
+
+  python -m tfds_treeoflife.make_dummy_data            # rewrites tfds_treeoflife/dummy_data
+  python -m tfds_treeoflife.make_dummy_data --out_dir=/tmp/cache --num_photos=2000
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
+TEXT_TEMPLATE = "a photo of {taxonomic name} with common name {common name}."
+
+# (lineage kingdom..genus, epithet, common name)
+DUMMY_TAXA: Tuple[Tuple[Tuple[str, ...], str, str], ...] = (
+    (("Animalia", "Chordata", "Aves", "Passeriformes", "Turdidae", "Turdus"), "migratorius",
+     "American Robin"),
+    (("Animalia", "Chordata", "Aves", "Passeriformes", "Turdidae", "Turdus"), "merula",
+     "Common Blackbird"),
+    (("Animalia", "Chordata", "Aves", "Passeriformes", "Corvidae", "Corvus"), "corax",
+     "Common Raven"),
+    (("Animalia", "Chordata", "Mammalia", "Carnivora", "Felidae", "Lynx"), "rufus", "Bobcat"),
+    (("Animalia", "Arthropoda", "Insecta", "Lepidoptera", "Nymphalidae", "Danaus"), "plexippus",
+     "Monarch"),
+    (("Plantae", "Tracheophyta", "Magnoliopsida", "Asterales", "Asteraceae", "Helianthus"),
+     "annuus", "Common Sunflower"),
+    (("Plantae", "Tracheophyta", "Magnoliopsida", "Rosales", "Rosaceae", "Rosa"), "canina",
+     "Dog Rose"),
+    (("Fungi", "Basidiomycota", "Agaricomycetes", "Agaricales", "Amanitaceae", "Amanita"),
+     "muscaria", ""),
+)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+  return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def build_tables(taxa=DUMMY_TAXA) -> Tuple[Dict[str, List[Tuple[str, int, str]]],
+                                            np.ndarray]:
+  """Rank tables {rank: [(lineage name, parent row, common name)]} and taxon_index [S, 7]."""
+  tables: Dict[str, List[Tuple[str, int, str]]] = {r: [] for r in RANKS}
+  row_of: Dict[str, Dict[str, int]] = {r: {} for r in RANKS}
+  species_rows = []
+  for lineage, epithet, common in taxa:
+    words = list(lineage) + [epithet]
+    path = []
+    parent = -1
+    for r, rank in enumerate(RANKS):
+      name = " ".join(words[:r + 1])
+      if name not in row_of[rank]:
+        row_of[rank][name] = len(tables[rank])
+        tables[rank].append((name, parent, common if rank == "species" else ""))
+      parent = row_of[rank][name]
+      path.append(parent)
+    species_rows.append(path)
+  return tables, np.asarray(species_rows, np.int32)
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "wb") as f:
+    f.write(data)
+  os.replace(tmp, path)
+
+
+def write_label_bank(out_dir: str, tables, embed_dim: int, rng: np.random.Generator
+                     ) -> Dict[str, np.ndarray]:
+  bank_dir = os.path.join(out_dir, "label_bank")
+  os.makedirs(bank_dir, exist_ok=True)
+  embeddings = {}
+  for rank in RANKS:
+    lines = ["index\tname\tparent_index\tcommon_name"]
+    lines += [f"{i}\t{n}\t{p}\t{c}" for i, (n, p, c) in enumerate(tables[rank])]
+    _atomic_write(os.path.join(bank_dir, f"{rank}.tsv"), ("\n".join(lines) + "\n").encode())
+    emb = _unit(rng.normal(size=(len(tables[rank]), embed_dim)))
+    buf = io.BytesIO()
+    np.save(buf, emb)
+    _atomic_write(os.path.join(bank_dir, f"{rank}.npy"), buf.getvalue())
+    embeddings[rank] = emb
+  return embeddings
+
+
+def write_part(path: str, arrays: Dict[str, np.ndarray]) -> None:
+  """Writes one part-*.npz atomically (tmp + rename), as teacher_cache does."""
+  buf = io.BytesIO()
+  np.savez(buf, **arrays)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  _atomic_write(path, buf.getvalue())
+
+
+def _photo(rng: np.random.Generator, fmt: str) -> bytes:
+  h, w = (int(v) for v in rng.integers(12, 40, size=2))
+  pixels = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+  out = io.BytesIO()
+  Image.fromarray(pixels).save(out, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+  return out.getvalue()
+
+
+def write_cache(out_dir: str, num_photos: int = 40, num_shards: int = 2, parts_per_shard: int = 2,
+                embed_dim: int = 16, topk: int = 5, logit_scale: float = 100.0, seed: int = 0,
+                taxa: Sequence = DUMMY_TAXA, png_every: int = 17) -> str:
+  """Writes a complete format-1 cache to out_dir (replacing it). Returns out_dir.
+
+  Photo i has key `dummy-{i:06d}` and species i % len(taxa); every png_every-th photo is PNG.
+  """
+  if os.path.exists(out_dir):
+    shutil.rmtree(out_dir)
+  os.makedirs(out_dir)
+  rng = np.random.default_rng(seed)
+  tables, species_paths = build_tables(taxa)
+  bank = write_label_bank(out_dir, tables, embed_dim, rng)
+  species_common = [c for _, _, c in tables["species"]]
+
+  per_shard = np.array_split(np.arange(num_photos), num_shards)
+  for s, shard_rows in enumerate(per_shard):
+    shard = f"shard-{s:05d}-of-{num_shards:05d}"
+    parts = []
+    for p, rows in enumerate(np.array_split(shard_rows, parts_per_shard)):
+      if len(rows) == 0:
+        continue
+      species = np.asarray([i % len(taxa) for i in rows])
+      images = [_photo(rng, "PNG" if png_every and i % png_every == png_every - 1 else "JPEG")
+                for i in rows]
+      offsets = np.concatenate([[0], np.cumsum([len(b) for b in images])]).astype(np.int64)
+      emb = _unit(bank["species"][species] + 0.7 * rng.normal(size=(len(rows), embed_dim)))
+      logits = logit_scale * emb @ bank["species"].T
+      order = np.argsort(-logits, axis=1, kind="stable")[:, :topk]
+      part_path = os.path.join(out_dir, "rows", shard, f"part-{p:06d}.npz")
+      write_part(part_path, {
+          "key": np.asarray([f"dummy-{i:06d}" for i in rows]),
+          "image_bytes": np.frombuffer(b"".join(images), np.uint8),
+          "image_offsets": offsets,
+          "taxon_index": species_paths[species],
+          "common_name": np.asarray([species_common[k] for k in species]),
+          "teacher_embedding": emb,
+          "topk_species_indices": order.astype(np.int32),
+          "topk_species_logits": np.take_along_axis(logits, order, 1).astype(np.float32),
+      })
+      parts.append(os.path.basename(part_path))
+    _atomic_write(os.path.join(out_dir, "rows", f"{shard}.done.json"), json.dumps(
+        {"shard_index": s, "num_shards": num_shards, "parts": parts,
+         "rows": int(len(shard_rows))}).encode())
+    os.makedirs(os.path.join(out_dir, "skipped"), exist_ok=True)
+    _atomic_write(os.path.join(out_dir, "skipped", f"{shard}.jsonl"), b"")
+
+  manifest = {
+      "format_version": 1,
+      "teacher": {"id": "ViT-B-16", "pretrained": "none", "checkpoint_sha256": "",
+                  "embed_dim": embed_dim, "logit_scale": logit_scale},
+      "preprocessing": {"size": 224, "resize": "squash", "interpolation": "bicubic",
+                        "mean": [0.48145466, 0.4578275, 0.40821073],
+                        "std": [0.26862954, 0.26130258, 0.27577711]},
+      "text_template": TEXT_TEMPLATE,
+      "topk": topk,
+      "source": {"kind": "dummy", "spec": "tfds_treeoflife.make_dummy_data",
+                 "fingerprint": hashlib.sha1(f"{num_photos}:{seed}".encode()).hexdigest()},
+      "counts": {"written": num_photos, "skipped": 0},
+      "shards": {"num_shards": num_shards},
+  }
+  _atomic_write(os.path.join(out_dir, "manifest.json"),
+                json.dumps(manifest, indent=2).encode())
+  return out_dir
+
+
+def main(argv):
+  del argv
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  f = flags.FLAGS
+  write_cache(f.out_dir, num_photos=f.num_photos, num_shards=f.num_shards,
+              parts_per_shard=f.parts_per_shard, embed_dim=f.embed_dim, seed=f.seed)
+  print(f"wrote a {f.num_photos}-photo teacher cache to {f.out_dir}")
+
+
+if __name__ == "__main__":
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("out_dir", os.path.join(os.path.dirname(__file__), "dummy_data"),
+                      "Directory to (re)write the dummy teacher cache into.")
+  flags.DEFINE_integer("num_photos", 40, "Number of photos in the cache.")
+  flags.DEFINE_integer("num_shards", 2, "Number of teacher_cache shards.")
+  flags.DEFINE_integer("parts_per_shard", 2, "Part files per shard.")
+  flags.DEFINE_integer("embed_dim", 16, "Teacher embedding width D.")
+  flags.DEFINE_integer("seed", 0, "Random seed (photos, embeddings).")
+  app.run(main)
