@@ -1,0 +1,150 @@
+"""A tiny QAT model with the student's contract, for the exporter's own tests.
+
+It mirrors what the real student (bioclip_lite_tf.student / train) produces, at toy size:
+input float32 [N, R, R, 3] RGB 0..255 (already squashed), CLIP normalization inside, a
+MobileNet-style Conv2D / DepthwiseConv2D / BatchNorm / hard-swish stack, a Dense projection and
+an L2-normalized float32 [N, D] output, made quantization-aware with tfmot using a PER-TENSOR
+asymmetric 8-bit weight quantizer (the scheme TF.js uint8 storage reproduces exactly).
+
+It lets the export path be tested on its own, on the real code path (real tfmot wrappers, real
+converters, real runtimes), with random or briefly trained weights.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import tensorflow_model_optimization as tfmot
+
+from bioclip_lite_tf.keras import keras, tf
+
+_Q = tfmot.quantization.keras
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@keras.saving.register_keras_serializable(package="bioclip_lite_export_testing")
+class ClipNormalize(keras.layers.Layer):
+  """float32 [..., 3] RGB 0..255 -> (x / 255 - mean) / std, per channel."""
+
+  def call(self, inputs):
+    mean = tf.constant(CLIP_MEAN, inputs.dtype)
+    std = tf.constant(CLIP_STD, inputs.dtype)
+    return (inputs / 255.0 - mean) / std
+
+
+@keras.saving.register_keras_serializable(package="bioclip_lite_export_testing")
+class HardSwish(keras.layers.Layer):
+  """x * relu6(x + 3) / 6, as one layer (tfmot cannot wrap the TFOpLambda form)."""
+
+  def call(self, inputs):
+    return inputs * tf.nn.relu6(inputs + 3.0) / 6.0
+
+
+@keras.saving.register_keras_serializable(package="bioclip_lite_export_testing")
+class L2Normalize(keras.layers.Layer):
+  """Unit L2 norm over the last axis."""
+
+  def call(self, inputs):
+    return tf.math.l2_normalize(inputs, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="bioclip_lite_export_testing")
+class PerTensorWeightConfig(_Q.QuantizeConfig):
+  """Per-tensor asymmetric 8-bit fake-quant of the named weights, no activation quantizers but
+  an 8-bit output quantizer (as tfmot's default scheme has)."""
+
+  def __init__(self, weight_attrs: Sequence[str], quantize_output: bool = True):
+    self.weight_attrs = list(weight_attrs)
+    self.quantize_output = quantize_output
+
+  def _weight_quantizer(self):
+    return _Q.quantizers.LastValueQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                            narrow_range=False)
+
+  def get_weights_and_quantizers(self, layer):
+    return [(getattr(layer, a), self._weight_quantizer()) for a in self.weight_attrs]
+
+  def get_activations_and_quantizers(self, layer):
+    return []
+
+  def set_quantize_weights(self, layer, quantize_weights):
+    for attr, weight in zip(self.weight_attrs, quantize_weights):
+      setattr(layer, attr, weight)
+
+  def set_quantize_activations(self, layer, quantize_activations):
+    pass
+
+  def get_output_quantizers(self, layer):
+    if not self.quantize_output:
+      return []
+    return [_Q.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                 narrow_range=False)]
+
+  def get_config(self):
+    return {"weight_attrs": self.weight_attrs, "quantize_output": self.quantize_output}
+
+
+def tiny_float_model(resolution: int = 32, embed_dim: int = 24, width: int = 16) -> keras.Model:
+  """float32 [N, R, R, 3] 0..255 -> float32 [N, embed_dim] L2-normalized."""
+  inputs = keras.Input((resolution, resolution, 3), name="image")
+  x = ClipNormalize(name="clip_normalize")(inputs)
+  x = keras.layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name="stem")(x)
+  x = keras.layers.BatchNormalization(name="stem_bn")(x)
+  x = HardSwish(name="stem_hswish")(x)
+  x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+  x = keras.layers.BatchNormalization(name="dw_bn")(x)
+  x = keras.layers.ReLU(name="dw_relu")(x)
+  x = keras.layers.Conv2D(width * 2, 1, use_bias=False, name="expand")(x)
+  x = keras.layers.BatchNormalization(name="expand_bn")(x)
+  x = HardSwish(name="expand_hswish")(x)
+  x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+  x = keras.layers.Dense(embed_dim, name="projection")(x)
+  outputs = L2Normalize(name="embedding")(x)
+  return keras.Model(inputs, outputs, name="tiny_student")
+
+
+def quantize_per_tensor(model: keras.Model) -> keras.Model:
+  """tfmot QAT model with per-tensor weight quantizers on conv / depthwise / dense kernels."""
+  def annotate(layer):
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+      return _Q.quantize_annotate_layer(layer, PerTensorWeightConfig(["depthwise_kernel"]))
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+      return _Q.quantize_annotate_layer(layer, PerTensorWeightConfig(["kernel"]))
+    return layer
+
+  with _Q.quantize_scope({"PerTensorWeightConfig": PerTensorWeightConfig}):
+    annotated = keras.models.clone_model(model, clone_function=annotate)
+    return _Q.quantize_apply(annotated)
+
+
+def train_briefly(model: keras.Model, images: np.ndarray, targets: np.ndarray, steps: int = 5,
+                  batch_size: int = 8, seed: int = 0) -> None:
+  """A few steps of cosine distillation so weights, BN statistics and quantizer ranges move."""
+  tf.random.set_seed(seed)
+  model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                loss=lambda y, p: -tf.reduce_sum(y * p, axis=-1))
+  data = tf.data.Dataset.from_tensor_slices((images, targets)).repeat().batch(batch_size)
+  model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+
+
+def synthetic_photos(n: int, resolution: int, seed: int = 0) -> np.ndarray:
+  """float32 [n, R, R, 3] in 0..255: smooth colour fields with blobs, so images differ in ways a
+  convnet notices (pure noise makes every embedding nearly the same)."""
+  rng = np.random.RandomState(seed)
+  yy, xx = np.mgrid[0:resolution, 0:resolution].astype(np.float32) / resolution
+  out = np.empty((n, resolution, resolution, 3), np.float32)
+  for i in range(n):
+    base = rng.uniform(0, 255, 3)
+    grad = rng.uniform(-120, 120, (2, 3))
+    img = base + xx[..., None] * grad[0] + yy[..., None] * grad[1]
+    for _ in range(3):
+      cy, cx, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.3)
+      mask = ((yy - cy) ** 2 + (xx - cx) ** 2) < r * r
+      img[mask] = rng.uniform(0, 255, 3)
+    out[i] = np.clip(img + rng.normal(0, 8, img.shape), 0, 255)
+  return out
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+  return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)

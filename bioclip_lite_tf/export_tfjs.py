@@ -1,0 +1,196 @@
+"""TF.js graph model with exact uint8 weight storage.
+
+The converter (tensorflowjs.converters.convert_tf_saved_model) writes the graph with float32
+weights; `store_grid_weights_as_uint8` then rewrites the weight shards, storing each weight
+tensor whose values lie on a <= 256-level affine grid as uint8 with that grid's own
+`(scale, min)` in model.json. TF.js dequantizes `q * scale + min` at load.
+
+Why not the converter's own `--quantize_uint8`: it derives the grid from the tensor's min and
+max, `scale = (max - min) / 255`. That is the QAT grid only when the tensor uses both end
+levels 0 and 255; a tensor that uses, say, levels 3..250 would be moved onto a different grid
+(an error up to half a step per weight). Detecting the grid from the values covers both cases,
+and it also survives graph rewrites that scale a kernel by a scalar (grappler folds a scalar
+input multiply into the first conv). Each tensor stored as uint8 is checked by decoding it the
+way tfjs-core does (`Float32Array` of `q * scale + min` in double precision); a tensor that
+does not decode to within a few float32 ulps stays float32, so the storage is lossless by
+construction.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+_DTYPE_BYTES = {"float32": 4, "int32": 4, "bool": 1, "uint8": 1, "float16": 2, "int8": 1}
+_SHARD_BYTES = 4 * 1024 * 1024  # the converter's default; keeps each fetch small on mobile
+
+
+def find_uint8_grid(values: np.ndarray) -> Optional[Tuple[float, float, np.ndarray]]:
+  """Finds an affine 8-bit grid that holds `values` exactly.
+
+  values: float32 array of any shape. Returns (scale, minimum, q) with q uint8 of the same
+  shape such that float32(q * scale + minimum), computed in float64 as tfjs-core does, equals
+  `values` to within 4 float32 ulps of the largest magnitude; None when no such grid exists
+  (more than 256 distinct values, or values off any common step).
+  """
+  flat = np.asarray(values, np.float32).reshape(-1)
+  if flat.size == 0 or not np.all(np.isfinite(flat)):
+    return None
+  levels = np.unique(flat).astype(np.float64)
+  if levels.size > 256:
+    return None
+  lo, hi = float(levels[0]), float(levels[-1])
+  if levels.size == 1:
+    scale = 1.0
+    q = np.zeros(flat.shape, np.uint8)
+  else:
+    step = float(np.diff(levels).min())
+    steps = round((hi - lo) / step)
+    if steps > 255 or steps < 1:
+      return None
+    scale = (hi - lo) / steps
+    exact = (flat.astype(np.float64) - lo) / scale
+    q_float = np.rint(exact)
+    if np.max(np.abs(q_float - exact)) > 0.01:
+      return None
+    q = q_float.astype(np.uint8)
+  decoded = (q.astype(np.float64) * scale + lo).astype(np.float32)
+  tolerance = 4 * float(np.spacing(np.float32(max(abs(lo), abs(hi), 1e-30))))
+  if float(np.max(np.abs(decoded.astype(np.float64) - flat))) > tolerance:
+    return None
+  return scale, lo, q.reshape(np.shape(values))
+
+
+def _read_weight_bytes(model_dir: str, manifest: List[dict]) -> List[Tuple[dict, bytes]]:
+  """(spec, raw bytes) per weight, in manifest order, from the shard files."""
+  out = []
+  for group in manifest:
+    data = b"".join(open(os.path.join(model_dir, p), "rb").read() for p in group["paths"])
+    offset = 0
+    for spec in group["weights"]:
+      if spec.get("dtype") == "string":
+        raise ValueError(f"{model_dir}: weight {spec['name']} has dtype string; not supported")
+      dtype = spec.get("quantization", {}).get("dtype", spec["dtype"])
+      size = int(np.prod(spec["shape"], dtype=np.int64)) * _DTYPE_BYTES[dtype]
+      out.append((spec, data[offset:offset + size]))
+      offset += size
+    if offset != len(data):
+      raise ValueError(f"{model_dir}: shards of {group['paths']} hold {len(data)} bytes, the "
+                       f"manifest describes {offset}")
+  return out
+
+
+def decode_weights(model_dir: str) -> Dict[str, np.ndarray]:
+  """Reads a TF.js graph model's weights as tfjs-core decodes them. name -> array (float32 for
+  float weights, dequantized)."""
+  with open(os.path.join(model_dir, "model.json")) as f:
+    model_json = json.load(f)
+  weights = {}
+  for spec, raw in _read_weight_bytes(model_dir, model_json["weightsManifest"]):
+    quant = spec.get("quantization")
+    if quant and quant["dtype"] == "uint8":
+      q = np.frombuffer(raw, np.uint8).astype(np.float64)
+      value = (q * quant["scale"] + quant["min"]).astype(np.float32)
+    elif quant and quant["dtype"] == "float16":
+      value = np.frombuffer(raw, np.float16).astype(np.float32)
+    else:
+      value = np.frombuffer(raw, {"float32": np.float32, "int32": np.int32,
+                                  "bool": np.bool_}[spec["dtype"]])
+    weights[spec["name"]] = value.reshape(spec["shape"])
+  return weights
+
+
+def store_grid_weights_as_uint8(model_dir: str, shard_bytes: int = _SHARD_BYTES) -> dict:
+  """Rewrites a float32 TF.js graph model in place, storing on-grid weights as uint8.
+
+  Returns statistics: counts and bytes of uint8 and float32 weights, and the names that stayed
+  float32. The new shards and model.json are written next to the old ones and swapped in with
+  renames (model.json last), so a crash leaves either the old or the new model complete.
+  """
+  json_path = os.path.join(model_dir, "model.json")
+  with open(json_path) as f:
+    model_json = json.load(f)
+  entries = _read_weight_bytes(model_dir, model_json["weightsManifest"])
+  old_paths = [p for g in model_json["weightsManifest"] for p in g["paths"]]
+
+  specs, blobs = [], []
+  stats = {"uint8_tensors": 0, "uint8_values": 0, "float32_tensors": 0, "float32_values": 0,
+           "other_tensors": 0, "float32_names": []}
+  for spec, raw in entries:
+    spec = dict(spec)
+    if spec["dtype"] == "float32" and "quantization" not in spec:
+      values = np.frombuffer(raw, np.float32).reshape(spec["shape"])
+      grid = find_uint8_grid(values) if values.size > 1 else None
+      if grid is not None:
+        scale, minimum, q = grid
+        spec["quantization"] = {"dtype": "uint8", "scale": scale, "min": minimum}
+        raw = q.astype(np.uint8).tobytes()
+        stats["uint8_tensors"] += 1
+        stats["uint8_values"] += int(values.size)
+      else:
+        stats["float32_tensors"] += 1
+        stats["float32_values"] += int(values.size)
+        stats["float32_names"].append(spec["name"])
+    else:
+      stats["other_tensors"] += 1
+    specs.append(spec)
+    blobs.append(raw)
+
+  data = b"".join(blobs)
+  num_shards = max(1, math.ceil(len(data) / shard_bytes))
+  paths = [f"group1-shard{i + 1}of{num_shards}.bin" for i in range(num_shards)]
+  staging = tempfile.mkdtemp(prefix=".uint8-", dir=model_dir)
+  try:
+    for i, path in enumerate(paths):
+      with open(os.path.join(staging, path), "wb") as f:
+        f.write(data[i * shard_bytes:(i + 1) * shard_bytes])
+    model_json["weightsManifest"] = [{"paths": paths, "weights": specs}]
+    with open(os.path.join(staging, "model.json"), "w") as f:
+      json.dump(model_json, f)
+    for path in old_paths:
+      if path not in paths:
+        os.remove(os.path.join(model_dir, path))
+    for path in paths + ["model.json"]:
+      os.replace(os.path.join(staging, path), os.path.join(model_dir, path))
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  stats["weight_bytes"] = len(data)
+  return stats
+
+
+def convert_saved_model(saved_model_dir: str, out_dir: str,
+                        signature: str = "serving_default") -> dict:
+  """SavedModel -> TF.js graph model in out_dir with exact uint8 weight storage.
+
+  The conversion runs into a sibling temporary directory that replaces out_dir only when
+  complete. Returns the statistics of `store_grid_weights_as_uint8`.
+  """
+  from tensorflowjs.converters import tf_saved_model_conversion_v2  # heavy; import on use
+
+  parent = os.path.dirname(os.path.abspath(out_dir))
+  os.makedirs(parent, exist_ok=True)
+  staging = tempfile.mkdtemp(prefix=".tfjs-", dir=parent)
+  try:
+    tf_saved_model_conversion_v2.convert_tf_saved_model(
+        saved_model_dir, staging, signature_def=signature, saved_model_tags="serve",
+        strip_debug_ops=True)
+    stats = store_grid_weights_as_uint8(staging)
+    if os.path.exists(out_dir):
+      shutil.rmtree(out_dir)
+    os.replace(staging, out_dir)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  return stats
+
+
+def directory_bytes(path: str) -> int:
+  """Total bytes of the files under path."""
+  total = 0
+  for root, _, files in os.walk(path):
+    total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+  return total
