@@ -38,7 +38,7 @@ EXPORT = [
     "setuptools<80",
 ]
 BEAM = ["apache-beam"]
-TEST = ["pytest", "hypothesis"]
+TEST = ["pytest", "hypothesis", "dill"]  # dill: tfds.testing (DatasetBuilderTestCase) imports it
 
 setup(
     name="bioclip-lite",

@@ -157,12 +157,27 @@ def _check_text_embeddings(path: str, rank: str, rows: int, embed_dim: int) -> N
   if shape[1] != embed_dim:
     raise CacheFormatError(f"{path}: embedding width {shape[1]} does not match "
                            f"manifest teacher.embed_dim {embed_dim}")
-  head = load_npy(path, max_rows=_NORM_CHECK_ROWS)
+  head = read_npy_head(path, _NORM_CHECK_ROWS)
   norms = np.linalg.norm(head, axis=1)
   if not np.all(np.abs(norms - 1.0) < 1e-3):
     bad = int(np.argmax(np.abs(norms - 1.0)))
     raise CacheFormatError(f"{path}: row {bad} has norm {norms[bad]:.4f}; text embeddings "
                            "must be L2-normalized")
+
+
+def read_npy_head(path: str, max_rows: int) -> np.ndarray:
+  """The first max_rows rows of a C-order 2-D .npy, read through gfile without loading it all."""
+  with tf.io.gfile.GFile(path, "rb") as f:
+    version = np.lib.format.read_magic(f)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, fortran, dtype = read_header(f)
+    if fortran:
+      raise CacheFormatError(f"{path}: Fortran-order arrays are not supported")
+    rows = min(max_rows, shape[0])
+    row_items = int(np.prod(shape[1:]))
+    data = f.read(rows * row_items * dtype.itemsize)
+  return np.frombuffer(data, dtype=dtype).reshape((rows,) + tuple(shape[1:]))
 
 
 def load_npy(path: str, max_rows: Optional[int] = None) -> np.ndarray:

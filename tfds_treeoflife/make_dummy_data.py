@@ -131,10 +131,14 @@ def write_cache(out_dir: str, num_photos: int = 40, num_shards: int = 2, parts_p
       if len(rows) == 0:
         continue
       species = np.asarray([i % len(taxa) for i in rows])
-      images = [_photo(rng, "PNG" if png_every and i % png_every == png_every - 1 else "JPEG")
-                for i in rows]
+      # One generator per photo, so a photo's bytes and embedding do not depend on how the
+      # photos are cut into shards and parts (the determinism tests rely on it).
+      photo_rngs = [np.random.default_rng([seed, int(i)]) for i in rows]
+      images = [_photo(r, "PNG" if png_every and i % png_every == png_every - 1 else "JPEG")
+                for r, i in zip(photo_rngs, rows)]
       offsets = np.concatenate([[0], np.cumsum([len(b) for b in images])]).astype(np.int64)
-      emb = _unit(bank["species"][species] + 0.7 * rng.normal(size=(len(rows), embed_dim)))
+      noise = np.stack([r.normal(size=embed_dim) for r in photo_rngs])
+      emb = _unit(bank["species"][species] + 0.7 * noise)
       logits = logit_scale * emb @ bank["species"].T
       order = np.argsort(-logits, axis=1, kind="stable")[:, :topk]
       part_path = os.path.join(out_dir, "rows", shard, f"part-{p:06d}.npz")
