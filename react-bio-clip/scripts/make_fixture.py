@@ -1,0 +1,316 @@
+"""Writes react-bio-clip's parity fixture: a real export directory plus the Python-side answers.
+
+Run from the repo root with the project's venv:
+
+  .venv/bin/python react-bio-clip/scripts/make_fixture.py --out_dir=react-bio-clip/test/fixtures
+
+What it writes under --out_dir (all small; the whole fixture stays well under 1 MB):
+
+  export/                     an export directory in the layout of docs/FORMATS.md section 4
+                              (manifest.json, tfjs/model.json + shards, labels/label_bank.{json,bin})
+                              made by the project's own export stage when it is importable
+                              (bioclip_lite_tf.export), else by the stand-in below with the same layout
+  photos/<name>.jpg           the photos, JPEG bytes as a phone or TreeOfLife would give them
+  photos/square_a.rgb         Python's (PIL/libjpeg) decode of that JPEG, uint8 [R, R, 3] row-major
+                              (one photo only, to keep the fixture small)
+  photos/large.bicubic.rgb    PIL bicubic squash of the large photo's PIL decode to R x R, uint8
+                              [R, R, 3]: the teacher's geometry
+  expected.json               per photo: embedding float32 [D] from the Keras student on the PIL
+                              decode, top-5 species rows and logits against the device label bank
+                              (dequantized exactly as the device does), for the JS tests to match
+
+The student here is tiny and randomly initialised: parity is about the code path (decode,
+resize, graph conversion, uint8 weight storage, label bank encoding, scoring), not accuracy.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out_dir", "react-bio-clip/test/fixtures",
+                    "Directory the fixture is written to (replaced atomically).")
+flags.DEFINE_integer("resolution", 224, "Student input resolution R (photos are squashed to R x R).")
+flags.DEFINE_integer("embed_dim", 32, "Embedding width D of the tiny student (never assumed 512).")
+flags.DEFINE_integer("seed", 0, "Seed for the photos, the student weights and the text embeddings.")
+flags.DEFINE_enum("label_dtype", "int8", ["int8", "float16"],
+                  "Storage dtype of the species text embeddings in labels/label_bank.bin.")
+
+MEAN = (0.48145466, 0.4578275, 0.40821073)
+STD = (0.26862954, 0.26130258, 0.27577711)
+RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
+
+# A hand-checkable tree: (lineage of 7 names, common name). Two genera share a family, two
+# species share a genus, so the rank sums in the JS tests have something to add up.
+SPECIES = [
+    (("Animalia", "Chordata", "Aves", "Passeriformes", "Turdidae", "Turdus", "migratorius"),
+     "American robin"),
+    (("Animalia", "Chordata", "Aves", "Passeriformes", "Turdidae", "Turdus", "merula"),
+     "Common blackbird"),
+    (("Animalia", "Chordata", "Aves", "Passeriformes", "Corvidae", "Corvus", "corax"),
+     "Common raven"),
+    (("Animalia", "Chordata", "Mammalia", "Carnivora", "Canidae", "Canis", "lupus"), "Gray wolf"),
+    (("Animalia", "Chordata", "Mammalia", "Carnivora", "Canidae", "Vulpes", "vulpes"), "Red fox"),
+    (("Animalia", "Arthropoda", "Insecta", "Lepidoptera", "Nymphalidae", "Danaus", "plexippus"),
+     "Monarch"),
+    (("Plantae", "Tracheophyta", "Magnoliopsida", "Rosales", "Rosaceae", "Rosa", "canina"),
+     "Dog rose"),
+    (("Plantae", "Tracheophyta", "Magnoliopsida", "Rosales", "Rosaceae", "Rosa", "rugosa"), ""),
+]
+
+
+def taxonomy_tables():
+  """Per rank: list of (full lineage name, parent row, common name), rows in first-seen order."""
+  tables = {rank: [] for rank in RANKS}
+  row_of = {rank: {} for rank in RANKS}
+  for lineage, common in SPECIES:
+    parent = -1
+    for depth, rank in enumerate(RANKS):
+      name = " ".join(lineage[:depth + 1])
+      if name not in row_of[rank]:
+        row_of[rank][name] = len(tables[rank])
+        tables[rank].append((name, parent, common if rank == "species" else ""))
+      parent = row_of[rank][name]
+  return tables
+
+
+def make_photos(rng: np.random.Generator, resolution: int) -> dict[str, np.ndarray]:
+  """Smooth synthetic 'photos' (gradients, blobs, mild noise): uint8 [H, W, 3].
+
+  Smooth content keeps JPEG decoders close to each other, as real photos do; three are R x R
+  (TreeOfLife photos already are, so the resize is the identity) and one is large, to exercise
+  the squash resize: at twice R or more the JS side box-filters, as an antialiased resize must).
+  """
+  photos = {}
+  shapes = {"square_a": (resolution, resolution), "square_b": (resolution, resolution),
+            "square_c": (resolution, resolution), "large": (2 * resolution, 600)}
+  for name, (h, w) in shapes.items():
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.zeros((h, w, 3), np.float32)
+    for c in range(3):
+      a, b, phase = rng.uniform(-1, 1, 3)
+      img[..., c] = 128 + 80 * np.sin(a * xx / 23.0 + b * yy / 17.0 + 6 * phase)
+    for _ in range(4):
+      cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+      radius = rng.uniform(0.08, 0.25) * min(h, w)
+      blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius ** 2))
+      img += blob[..., None] * rng.uniform(-90, 90, 3)
+    img += rng.normal(0, 4, img.shape)
+    photos[name] = np.clip(np.round(img), 0, 255).astype(np.uint8)
+  return photos
+
+
+def jpeg_bytes(pixels: np.ndarray) -> bytes:
+  buf = io.BytesIO()
+  Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
+  return buf.getvalue()
+
+
+def pil_decode(data: bytes) -> np.ndarray:
+  return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.uint8)
+
+
+def pil_bicubic_squash(pixels: np.ndarray, resolution: int) -> np.ndarray:
+  """The teacher's geometry: the whole photo squashed to R x R with PIL bicubic."""
+  img = Image.fromarray(pixels).resize((resolution, resolution), Image.BICUBIC)
+  return np.asarray(img, dtype=np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------
+# Stand-in exporter, used only while bioclip_lite_tf.export is not importable. Same layout and
+# JSON keys as the contract in docs/FORMATS.md section 4.
+# ----------------------------------------------------------------------------------------------
+
+def _snap_to_uint8_grid(w: np.ndarray) -> np.ndarray:
+  """Puts w on the per-tensor affine uint8 grid the TF.js converter will store it on.
+
+  The converter derives (min, scale) from the tensor's own min/max; by pinning the tensor to a
+  grid that contains 0 and whose ends are hit exactly, the stored weights equal the Keras ones.
+  """
+  lo, hi = min(float(w.min()), 0.0), max(float(w.max()), 0.0)
+  scale = (hi - lo) / 255.0 or 1e-8
+  zero_point = round(-lo / scale)
+  q = np.clip(np.round(w / scale) + zero_point, 0, 255)
+  flat = q.reshape(-1)
+  flat[0], flat[-1] = 0, 255
+  return ((q - zero_point) * scale).astype(np.float32)
+
+
+def _standin_student(resolution: int, embed_dim: int, seed: int):
+  from bioclip_lite_tf.keras import keras, tf  # noqa: F401  (TF only on this side)
+  keras.utils.set_random_seed(seed)
+  inputs = keras.Input((resolution, resolution, 3), dtype="float32", name="image")
+  x = keras.layers.Rescaling(1.0 / 255.0)(inputs)
+  x = keras.layers.Normalization(mean=list(MEAN), variance=[s * s for s in STD])(x)
+  x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+  x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
+  x = keras.layers.GlobalAveragePooling2D()(x)
+  x = keras.layers.Dense(embed_dim)(x)
+  outputs = keras.layers.UnitNormalization(name="embedding")(x)
+  model = keras.Model(inputs, outputs)
+  for layer in model.layers:
+    if layer.weights and not isinstance(layer, keras.layers.Normalization):
+      layer.set_weights([_snap_to_uint8_grid(w) for w in layer.get_weights()])
+  return model
+
+
+def _sha256(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def _standin_label_bank(labels_dir: str, text_embeddings: np.ndarray, logit_scale: float,
+                        dtype: str) -> None:
+  tables = taxonomy_tables()
+  n, d = text_embeddings.shape
+  if dtype == "int8":
+    scales = np.maximum(np.abs(text_embeddings).max(axis=1), 1e-12) / 127.0
+    q = np.clip(np.round(text_embeddings / scales[:, None]), -127, 127).astype(np.int8)
+    payload = q.tobytes() + scales.astype("<f4").tobytes()
+    layout = {"offset": 0, "shape": [n, d], "scales_offset": n * d, "scales_dtype": "float32"}
+  else:
+    payload = text_embeddings.astype("<f2").tobytes()
+    layout = {"offset": 0, "shape": [n, d]}
+  with open(os.path.join(labels_dir, "label_bank.bin"), "wb") as f:
+    f.write(payload)
+  bank = {
+      "format_version": 1, "embed_dim": d, "dtype": dtype, "logit_scale": logit_scale,
+      "ranks": list(RANKS),
+      "taxa": {rank: {"names": [r[0] for r in rows], "parents": [r[1] for r in rows],
+                      "common_names": [r[2] for r in rows]} for rank, rows in tables.items()},
+      "species_embeddings": dict(file="label_bank.bin", **layout),
+  }
+  with open(os.path.join(labels_dir, "label_bank.json"), "w") as f:
+    json.dump(bank, f)
+
+
+def standin_export(export_dir: str, model, text_embeddings: np.ndarray, logit_scale: float,
+                   resolution: int, dtype: str) -> None:
+  import tensorflowjs as tfjs
+  from bioclip_lite_tf.keras import tf
+  os.makedirs(os.path.join(export_dir, "labels"))
+  with tempfile.TemporaryDirectory() as tmp:
+    saved = os.path.join(tmp, "saved_model")
+    signature = tf.function(lambda image: {"embedding": model(image, training=False)})
+    concrete = signature.get_concrete_function(
+        tf.TensorSpec([None, resolution, resolution, 3], tf.float32, name="image"))
+    tf.saved_model.save(model, saved, signatures={"serving_default": concrete})
+    tfjs.converters.convert_tf_saved_model(
+        saved, os.path.join(export_dir, "tfjs"), signature_def="serving_default",
+        saved_model_tags="serve", quantization_dtype_map={"uint8": "*"})
+  _standin_label_bank(os.path.join(export_dir, "labels"), text_embeddings, logit_scale, dtype)
+  files = {}
+  for root, _, names in os.walk(export_dir):
+    for name in sorted(names):
+      path = os.path.join(root, name)
+      files[os.path.relpath(path, export_dir)] = {"sha256": _sha256(path),
+                                                  "bytes": os.path.getsize(path)}
+  manifest = {
+      "format_version": 1, "embed_dim": int(text_embeddings.shape[1]), "resolution": resolution,
+      "preprocessing": {"resize": "squash", "interpolation": "bicubic", "mean": list(MEAN),
+                        "std": list(STD), "input": "float32 0..255 NHWC, already resized"},
+      "teacher": {"id": "hf-hub:imageomics/bioclip", "real_weights": False},
+      "files": files,
+      "label_bank": {"num_species": int(text_embeddings.shape[0]), "dtype": dtype},
+  }
+  with open(os.path.join(export_dir, "manifest.json"), "w") as f:
+    json.dump(manifest, f, indent=1)
+
+
+def device_bank_embeddings(export_dir: str) -> tuple[np.ndarray, float]:
+  """The species text embeddings exactly as a device reads them back: float32 [N, D]."""
+  with open(os.path.join(export_dir, "labels", "label_bank.json")) as f:
+    bank = json.load(f)
+  layout = bank["species_embeddings"]
+  n, d = layout["shape"]
+  with open(os.path.join(export_dir, "labels", layout["file"]), "rb") as f:
+    raw = f.read()
+  if bank["dtype"] == "int8":
+    q = np.frombuffer(raw, np.int8, n * d, layout["offset"]).reshape(n, d).astype(np.float32)
+    scales = np.frombuffer(raw, "<f4", n, layout["scales_offset"])
+    return q * scales[:, None], float(bank["logit_scale"])
+  return (np.frombuffer(raw, "<f2", n * d, layout["offset"]).reshape(n, d).astype(np.float32),
+          float(bank["logit_scale"]))
+
+
+def main(argv):
+  del argv
+  rng = np.random.default_rng(FLAGS.seed)
+  resolution, embed_dim = FLAGS.resolution, FLAGS.embed_dim
+  out_dir = os.path.abspath(FLAGS.out_dir)
+  staging = tempfile.mkdtemp(prefix=".fixture-", dir=os.path.dirname(out_dir))
+  os.chmod(staging, 0o755)  # mkdtemp makes it private; the fixture is ordinary repo content
+  export_dir = os.path.join(staging, "export")
+
+  text = rng.normal(size=(len(SPECIES), embed_dim)).astype(np.float32)
+  text /= np.linalg.norm(text, axis=1, keepdims=True)
+  logit_scale = 100.0
+
+  model = _standin_student(resolution, embed_dim, FLAGS.seed)
+  standin_export(export_dir, model, text, logit_scale, resolution, FLAGS.label_dtype)
+  logging.info("stand-in export written (bioclip_lite_tf.export not used)")
+
+  bank, scale = device_bank_embeddings(export_dir)
+  photos_dir = os.path.join(staging, "photos")
+  os.makedirs(photos_dir)
+  expected = {"resolution": resolution, "embed_dim": embed_dim, "logit_scale": scale,
+              "exporter": "stand-in", "photos": []}
+  for name, pixels in make_photos(rng, resolution).items():
+    data = jpeg_bytes(pixels)
+    decoded = pil_decode(data)
+    with open(os.path.join(photos_dir, name + ".jpg"), "wb") as f:
+      f.write(data)
+    if name == "square_a":
+      with open(os.path.join(photos_dir, name + ".rgb"), "wb") as f:
+        f.write(decoded.tobytes())
+    entry = {"name": name, "height": int(decoded.shape[0]), "width": int(decoded.shape[1])}
+    if decoded.shape[:2] == (resolution, resolution):
+      embedding = model.predict(decoded[None].astype(np.float32), verbose=0)[0]
+      logits = scale * bank @ embedding
+      top5 = np.argsort(-logits, kind="stable")[:5]
+      entry.update(embedding=[float(v) for v in embedding],
+                   top5_species=[int(i) for i in top5],
+                   top5_logits=[float(logits[i]) for i in top5])
+    else:
+      squashed = pil_bicubic_squash(decoded, resolution)
+      with open(os.path.join(photos_dir, name + ".bicubic.rgb"), "wb") as f:
+        f.write(squashed.tobytes())
+      entry["bicubic_file"] = name + ".bicubic.rgb"
+      embedding = model.predict(squashed[None].astype(np.float32), verbose=0)[0]
+      entry["bicubic_embedding"] = [float(v) for v in embedding]
+    expected["photos"].append(entry)
+  with open(os.path.join(staging, "expected.json"), "w") as f:
+    json.dump(expected, f, indent=1)
+
+  # Swap the finished fixture in whole, so a half-written one never looks complete.
+  if os.path.exists(out_dir):
+    old = out_dir + ".old"
+    os.rename(out_dir, old)
+    os.rename(staging, out_dir)
+    import shutil
+    shutil.rmtree(old)
+  else:
+    os.rename(staging, out_dir)
+  total = sum(os.path.getsize(os.path.join(r, n)) for r, _, ns in os.walk(out_dir) for n in ns)
+  logging.info("fixture written to %s (%d bytes)", out_dir, total)
+  if total > 1 << 20:
+    logging.warning("fixture is %d bytes, over the 1 MB budget for a committed fixture", total)
+
+
+if __name__ == "__main__":
+  sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+  app.run(main)

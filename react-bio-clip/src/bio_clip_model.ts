@@ -1,0 +1,339 @@
+/**
+ * The implementation behind the BioClip interface (private: create it with load()).
+ *
+ * Per photo, all in tf ops inside one tf.tidy (so on the GPU when there is one):
+ *   image -> float32 [1, R, R, 3] (squash) -> graph model -> embedding [1, D] (L2-normalized)
+ *   logits [N] = logit_scale * embedding . species_text_embedding   (N species of the label bank)
+ *   (restrictTo: disallowed species get -1e30, so the softmax renormalizes over the allowed ones)
+ *   p = softmax(logits); rank sums = segment sums of p over each species' ancestor at that rank
+ *   top-K per rank with tf.topk; the few-shot prototypes are scored on the side.
+ * Then two downloads (all values, all indices) and plain JS to build the answer.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+import {BioClipDisposedError, BioClipInputError, BioClipMismatchError} from './errors';
+import {PrototypeStore} from './few_shot';
+import {LabelBank} from './label_bank';
+import {checkImage, ResizeMethod, toModelInput} from './preprocess';
+import {
+  AddTaxonOptions, BioClip, Classification, ClassifyOptions, ExportManifest, ImageInput,
+  PrototypesJson, Rank, RANKS, TaxonScore, UserTaxonScore,
+} from './types';
+
+const DEFAULT_TOP_K = 5;
+const DEFAULT_THRESHOLD = 0.5;
+/** Added to disallowed species' logits: exp underflows to exactly 0 in float32. */
+const DISALLOWED_LOGIT = -1e30;
+const RESTRICTION_CACHE_SIZE = 8;
+
+interface Restriction {
+  /** float32 [N]: 0 for allowed species, DISALLOWED_LOGIT otherwise. */
+  bias: Float32Array;
+  /** Per rank, 1 for a taxon that holds at least one allowed species. */
+  allowedTaxa: Record<Rank, Uint8Array>;
+  count: number;
+}
+
+/** Segment-sum inputs for backends without UnsortedSegmentSum (wasm): ids sorted, with the order. */
+interface SortedSegments {
+  order: tf.Tensor1D;
+  sortedIds: tf.Tensor1D;
+}
+
+export class BioClipModel implements BioClip {
+  readonly embedDim: number;
+  readonly resolution: number;
+  readonly numSpecies: number;
+  private disposed = false;
+  /** float32 [D, N]: species text embeddings, transposed for one matMul. */
+  private readonly speciesTextT: tf.Tensor2D;
+  /** Per rank above species: int32 [N], the species' ancestor row. */
+  private readonly ancestorIds = new Map<Rank, tf.Tensor1D>();
+  private readonly sortedSegments = new Map<Rank, SortedSegments>();
+  private readonly restrictions = new Map<string, Restriction>();
+  private readonly prototypes: PrototypeStore;
+  private prototypeTensors: {protoT: tf.Tensor2D; centre: tf.Tensor2D; names: string[]; commonNames: string[]} | null = null;
+
+  constructor(
+      private readonly model: tf.GraphModel, private readonly bank: LabelBank,
+      readonly manifest: ExportManifest, private readonly resizeMethod: ResizeMethod,
+      modelSha256: string | null) {
+    this.embedDim = manifest.embed_dim;
+    this.resolution = manifest.resolution;
+    this.numSpecies = bank.numSpecies;
+    this.speciesTextT = tf.tidy(() => tf.transpose(
+        tf.tensor2d(bank.speciesEmbeddings, [bank.numSpecies, bank.embedDim], 'float32')));
+    for (const rank of RANKS.slice(0, -1)) {
+      this.ancestorIds.set(rank, tf.tensor1d(bank.ancestors[rank], 'int32'));
+    }
+    this.prototypes = new PrototypeStore(this.embedDim, modelSha256);
+  }
+
+  /** Runs the model once on a blank image: compiles kernels and checks the output width. */
+  warmUp(): void {
+    const width = tf.tidy(() => {
+      const out = this.embedTensor(tf.zeros([1, this.resolution, this.resolution, 3]));
+      out.dataSync();
+      return out.shape;
+    });
+    if (width.length !== 2 || width[1] !== this.embedDim) {
+      throw new BioClipMismatchError(
+          `the model outputs shape [${width}] but the manifest says the embedding is [N, ${this.embedDim}]`);
+    }
+  }
+
+  private checkAlive(): void {
+    if (this.disposed) throw new BioClipDisposedError();
+  }
+
+  /** float32 [1, R, R, 3] -> float32 [1, D]. Inside tf.tidy. */
+  private embedTensor(input: tf.Tensor4D): tf.Tensor2D {
+    const out = this.model.predict(input);
+    if (!(out instanceof tf.Tensor)) {
+      throw new BioClipMismatchError('the model has several outputs; a BioCLIP Lite export has one (the embedding)');
+    }
+    return out as tf.Tensor2D;
+  }
+
+  embed(image: ImageInput): Float32Array {
+    this.checkAlive();
+    checkImage(image, 'embed');
+    const out = tf.tidy(() => this.embedTensor(toModelInput(image, this.resolution, this.resizeMethod)));
+    try {
+      return out.dataSync() as Float32Array;
+    } finally {
+      out.dispose();
+    }
+  }
+
+  async classify(image: ImageInput, options: ClassifyOptions = {}): Promise<Classification> {
+    this.checkAlive();
+    checkImage(image, 'classify');
+    const plan = this.plan(options);
+    return this.run(() => this.embedTensor(toModelInput(image, this.resolution, this.resizeMethod)), plan);
+  }
+
+  async classifyEmbedding(embedding: Float32Array, options: ClassifyOptions = {}): Promise<Classification> {
+    this.checkAlive();
+    if (!(embedding instanceof Float32Array) || embedding.length !== this.embedDim) {
+      throw new BioClipInputError(
+          `classifyEmbedding: expected a Float32Array of length ${this.embedDim}, got ` +
+          `${embedding?.constructor?.name ?? typeof embedding} of length ${(embedding as {length?: number})?.length}`);
+    }
+    const plan = this.plan(options);
+    return this.run(() => tf.tensor2d(embedding, [1, this.embedDim]), plan);
+  }
+
+  private plan(options: ClassifyOptions) {
+    const topK = options.topK ?? DEFAULT_TOP_K;
+    if (!Number.isInteger(topK) || topK < 1) throw new BioClipInputError(`classify: topK must be a positive integer, got ${topK}`);
+    const threshold = options.threshold ?? DEFAULT_THRESHOLD;
+    if (!(threshold >= 0 && threshold <= 1)) throw new BioClipInputError(`classify: threshold must be in [0, 1], got ${threshold}`);
+    const ranks = options.ranks ?? [...RANKS];
+    for (const rank of ranks) {
+      if (!RANKS.includes(rank)) throw new BioClipInputError(`classify: unknown rank "${rank}" (ranks are ${RANKS.join(', ')})`);
+    }
+    let restriction: Restriction | null = null;
+    if (options.restrictTo !== undefined) {
+      const names = typeof options.restrictTo === 'string' ? [options.restrictTo] : options.restrictTo;
+      if (!Array.isArray(names) || names.length === 0) throw new BioClipInputError('classify: restrictTo must name at least one taxon');
+      restriction = this.restriction(names);
+    }
+    // Every rank gets a top-K (`best` needs each rank's top taxon); only the requested are returned.
+    const k = Object.fromEntries(RANKS.map((rank) => [rank, Math.min(topK, this.bank.numTaxa(rank))])) as Record<Rank, number>;
+    return {topK, threshold, ranks, restriction, k};
+  }
+
+  private restriction(names: string[]): Restriction {
+    const key = [...names].sort().join('\n');
+    const cached = this.restrictions.get(key);
+    if (cached) return cached;
+    const {mask, count} = this.bank.allowedSpecies(names);
+    if (count === 0) throw new BioClipInputError(`classify: restrictTo ${JSON.stringify(names)} holds no species of the label bank`);
+    const bias = Float32Array.from(mask, (allowed) => (allowed ? 0 : DISALLOWED_LOGIT));
+    const allowedTaxa = {} as Record<Rank, Uint8Array>;
+    for (const rank of RANKS) {
+      const flags = new Uint8Array(this.bank.numTaxa(rank));
+      const ancestors = this.bank.ancestors[rank];
+      for (let s = 0; s < mask.length; ++s) if (mask[s]) flags[ancestors[s]] = 1;
+      allowedTaxa[rank] = flags;
+    }
+    const restriction = {bias, allowedTaxa, count};
+    if (this.restrictions.size >= RESTRICTION_CACHE_SIZE) this.restrictions.delete(this.restrictions.keys().next().value!);
+    this.restrictions.set(key, restriction);
+    return restriction;
+  }
+
+  /** Species probabilities float32 [N] summed per taxon of `rank`: float32 [numTaxa(rank)]. */
+  private rankSums(probs: tf.Tensor1D, rank: Rank): tf.Tensor1D {
+    const numTaxa = this.bank.numTaxa(rank);
+    if (tf.getKernel('UnsortedSegmentSum', tf.getBackend())) {
+      return tf.unsortedSegmentSum(probs, this.ancestorIds.get(rank)!, numTaxa);
+    }
+    // wasm has no UnsortedSegmentSum; SparseSegmentSum wants sorted ids, so sort once and keep.
+    let sorted = this.sortedSegments.get(rank);
+    if (!sorted) {
+      const ids = this.bank.ancestors[rank];
+      const order = Int32Array.from(ids.keys()).sort((a, b) => ids[a] - ids[b]);
+      sorted = tf.tidy(() => ({
+        order: tf.keep(tf.tensor1d(order, 'int32')),
+        sortedIds: tf.keep(tf.tensor1d(order.map((i) => ids[i]), 'int32')),
+      }));
+      this.sortedSegments.set(rank, sorted);
+    }
+    const sums = tf.sparse.sparseSegmentSum(probs, sorted.order, sorted.sortedIds) as tf.Tensor1D;
+    // Its length is the last id + 1; pad so trailing taxa without species still count.
+    return sums.shape[0] === numTaxa ? sums : tf.pad(sums, [[0, numTaxa - sums.shape[0]]]);
+  }
+
+  private async run(makeEmbedding: () => tf.Tensor2D, plan: ReturnType<BioClipModel['plan']>): Promise<Classification> {
+    const {k, restriction} = plan;
+    const user = this.prototypeTensors;
+    const [values, indices] = tf.tidy(() => {
+      const embedding = makeEmbedding();
+      let logits = tf.mul(tf.matMul(embedding, this.speciesTextT).squeeze([0]), this.bank.logitScale) as tf.Tensor1D;
+      if (restriction) logits = tf.add(logits, tf.tensor1d(restriction.bias));
+      const probs = tf.softmax(logits);
+      const floats: tf.Tensor1D[] = [tf.reshape(embedding, [-1])];
+      const ints: tf.Tensor1D[] = [];
+      for (const rank of RANKS) {
+        const scores = rank === 'species' ? probs : this.rankSums(probs, rank);
+        const top = tf.topk(scores, k[rank]);
+        floats.push(top.values as tf.Tensor1D);
+        ints.push(top.indices as tf.Tensor1D);
+      }
+      if (user) {
+        const centred = tf.sub(embedding, user.centre);
+        const query = tf.div(centred, tf.maximum(tf.norm(centred), 1e-12));
+        const similarity = tf.matMul(query, user.protoT).squeeze([0]) as tf.Tensor1D;
+        floats.push(similarity, tf.softmax(tf.mul(similarity, this.bank.logitScale)) as tf.Tensor1D);
+      }
+      return [tf.concat(floats), tf.concat(ints)];
+    });
+    let floatData: Float32Array;
+    let intData: Int32Array;
+    try {
+      [floatData, intData] = await Promise.all([values.data() as Promise<Float32Array>, indices.data() as Promise<Int32Array>]);
+    } finally {
+      values.dispose();
+      indices.dispose();
+    }
+    return this.answer(floatData, intData, plan, user);
+  }
+
+  private score(rank: Rank, index: number, probability: number): TaxonScore {
+    return {
+      rank, name: this.bank.shortName(rank, index), taxon: this.bank.tables[rank].names[index], index,
+      commonName: this.bank.commonName(rank, index), probability, lineage: this.bank.lineage(rank, index),
+    };
+  }
+
+  private answer(floats: Float32Array, ints: Int32Array, plan: ReturnType<BioClipModel['plan']>,
+                 user: BioClipModel['prototypeTensors']): Classification {
+    const {k, restriction, threshold, ranks} = plan;
+    const embedding = floats.slice(0, this.embedDim);
+    let f = this.embedDim;
+    let i = 0;
+    const tops = {} as Record<Rank, TaxonScore[]>;
+    for (const rank of RANKS) {
+      const list: TaxonScore[] = [];
+      for (let j = 0; j < k[rank]; ++j) {
+        const index = ints[i + j];
+        if (restriction && !restriction.allowedTaxa[rank][index]) continue;
+        list.push(this.score(rank, index, floats[f + j]));
+      }
+      tops[rank] = list;
+      f += k[rank];
+      i += k[rank];
+    }
+    let best: TaxonScore | null = null;
+    for (let depth = RANKS.length - 1; depth >= 0 && !best; --depth) {
+      const top = tops[RANKS[depth]][0];
+      if (top && top.probability >= threshold) best = top;
+    }
+    const userTaxa: UserTaxonScore[] = [];
+    if (user) {
+      const p = user.names.length;
+      user.names.forEach((name, j) => userTaxa.push({
+        name, commonName: user.commonNames[j] || null, similarity: floats[f + j], probability: floats[f + p + j],
+      }));
+      userTaxa.sort((a, b) => b.similarity - a.similarity);
+    }
+    const rankLists: Partial<Record<Rank, TaxonScore[]>> = {};
+    for (const rank of ranks) rankLists[rank] = tops[rank];
+    return {species: tops.species, ranks: rankLists, best, userTaxa, embedding};
+  }
+
+  async addTaxon(name: string, images: ImageInput[], options: AddTaxonOptions = {}): Promise<void> {
+    this.checkAlive();
+    if (!Array.isArray(images) || images.length === 0) throw new BioClipInputError(`addTaxon("${name}"): give an array of at least one photo`);
+    images.forEach((image, n) => checkImage(image, `addTaxon("${name}") photo ${n}`));
+    const embeddings: Float32Array[] = [];
+    for (const image of images) {
+      const out = tf.tidy(() => this.embedTensor(toModelInput(image, this.resolution, this.resizeMethod)));
+      try {
+        embeddings.push(await out.data() as Float32Array);
+      } finally {
+        out.dispose();
+      }
+    }
+    this.prototypes.add(name, embeddings, options.commonName);
+    this.rebuildPrototypes();
+  }
+
+  removeTaxon(name: string): boolean {
+    this.checkAlive();
+    const removed = this.prototypes.remove(name);
+    if (removed) this.rebuildPrototypes();
+    return removed;
+  }
+
+  get userTaxa(): string[] {
+    return this.prototypes.names;
+  }
+
+  exportPrototypes(): PrototypesJson {
+    return this.prototypes.toJson();
+  }
+
+  importPrototypes(json: PrototypesJson | string, options: {replace?: boolean} = {}): void {
+    this.checkAlive();
+    this.prototypes.fromJson(json, options.replace ?? false);
+    this.rebuildPrototypes();
+  }
+
+  /** Swaps the prototype tensors synchronously, so an in-flight classify never sees a half state. */
+  private rebuildPrototypes(): void {
+    const old = this.prototypeTensors;
+    this.prototypeTensors = null;
+    if (this.prototypes.size > 0) {
+      const {names, commonNames, prototypes, centre} = this.prototypes.compute();
+      this.prototypeTensors = {
+        protoT: tf.tidy(() => tf.transpose(tf.tensor2d(prototypes, [names.length, this.embedDim]))),
+        centre: tf.tensor2d(centre, [1, this.embedDim]),
+        names, commonNames,
+      };
+    }
+    if (old) {
+      old.protoT.dispose();
+      old.centre.dispose();
+    }
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.model.dispose();
+    this.speciesTextT.dispose();
+    this.ancestorIds.forEach((t) => t.dispose());
+    this.sortedSegments.forEach((s) => {
+      s.order.dispose();
+      s.sortedIds.dispose();
+    });
+    if (this.prototypeTensors) {
+      this.prototypeTensors.protoT.dispose();
+      this.prototypeTensors.centre.dispose();
+      this.prototypeTensors = null;
+    }
+  }
+}

@@ -1,0 +1,13 @@
+export {load, backendName} from './load';
+export {
+  BioClipError, BioClipInputError, BioClipMismatchError, BioClipFormatError, BioClipLoadError,
+  BioClipDisposedError,
+} from './errors';
+export type {BioClipErrorCode} from './errors';
+export {RANKS} from './types';
+export type {
+  AddTaxonOptions, BioClip, Bytes, Classification, ClassifyOptions, ExportManifest, ImageInput,
+  LabelBankJson, LabelsSource, LoadOptions, PixelData, PrototypesJson, Rank, RankTable, TaxonScore,
+  UserTaxonScore,
+} from './types';
+export {version} from './version';

@@ -1,0 +1,202 @@
+/**
+ * Reading the export directory's files from URLs, bytes or parsed objects, and checking them
+ * against manifest.json. Platform-free: only `fetch` (browsers, React Native, Node >= 18) and,
+ * when present, WebCrypto for sha256.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+import {BioClipFormatError, BioClipLoadError, BioClipMismatchError} from './errors';
+import {LabelBank} from './label_bank';
+import {Bytes, ExportManifest, LabelBankJson, LabelsSource} from './types';
+
+export const SUPPORTED_MANIFEST_VERSIONS = [1];
+
+/** Path of a file relative to the export directory, as manifest.json keys it. */
+export const EXPORT_PATHS = {
+  modelJson: 'tfjs/model.json',
+  labelsJson: 'labels/label_bank.json',
+  labelsBin: 'labels/label_bank.bin',
+};
+
+export function toUint8(bytes: Bytes): Uint8Array {
+  return bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+}
+
+/** `relative` resolved against the folder of `base` (a URL or a plain path). */
+export function resolveRelative(base: string, relative: string): string {
+  if (/^[a-z][a-z0-9+.-]*:/i.test(base)) return new URL(relative, base).toString();
+  const parts = base.split('/').slice(0, -1);
+  for (const part of relative.split('/')) {
+    if (part === '..') parts.pop();
+    else if (part !== '.') parts.push(part);
+  }
+  return parts.join('/');
+}
+
+export async function fetchBytes(url: string, what: string): Promise<Uint8Array> {
+  if (typeof fetch !== 'function') {
+    throw new BioClipLoadError(`cannot read ${what} from ${url}: there is no fetch() here; pass the bytes instead`);
+  }
+  let response: Response;
+  try {
+    response = await fetch(url);
+  } catch (error) {
+    throw new BioClipLoadError(`could not fetch ${what} from ${url}: ${(error as Error).message}`, error);
+  }
+  if (!response.ok) {
+    throw new BioClipLoadError(`could not fetch ${what} from ${url}: HTTP ${response.status}`);
+  }
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+export function parseJson<T>(bytes: Uint8Array, what: string): T {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes)) as T;
+  } catch (error) {
+    throw new BioClipFormatError(`${what} is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+/** Lowercase hex sha256, or null where WebCrypto is missing (React Native without a polyfill). */
+export async function sha256Hex(bytes: Uint8Array): Promise<string | null> {
+  const subtle = (globalThis as {crypto?: {subtle?: SubtleCrypto}}).crypto?.subtle;
+  if (!subtle) return null;
+  const digest = new Uint8Array(await subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** The sha256 the manifest records for a file of the export, if it records one. */
+export function manifestSha256(manifest: ExportManifest, relativePath: string): string | null {
+  const entry = manifest.files?.[relativePath];
+  if (entry && typeof entry.sha256 === 'string') return entry.sha256.toLowerCase();
+  const flat = (manifest as {sha256?: {[path: string]: string}}).sha256;
+  if (flat && typeof flat[relativePath] === 'string') return flat[relativePath].toLowerCase();
+  return null;
+}
+
+/**
+ * Refuses bytes whose sha256 differs from the manifest's record: that file belongs to another
+ * export. Silently passes when the manifest has no record or the platform cannot hash.
+ */
+export async function checkSha256(
+    manifest: ExportManifest, relativePath: string, bytes: Uint8Array, where: string): Promise<void> {
+  const expected = manifestSha256(manifest, relativePath);
+  if (!expected) return;
+  const actual = await sha256Hex(bytes);
+  if (actual !== null && actual !== expected) {
+    throw new BioClipMismatchError(
+        `${where} is not the ${relativePath} of this export: its sha256 is ${actual}, ` +
+        `manifest.json records ${expected}`);
+  }
+}
+
+export function checkManifest(manifest: ExportManifest, where: string): ExportManifest {
+  const bad = (what: string): never => {
+    throw new BioClipFormatError(`manifest ${where}: ${what}`);
+  };
+  if (!manifest || typeof manifest !== 'object') bad('is not a JSON object');
+  if (!SUPPORTED_MANIFEST_VERSIONS.includes(manifest.format_version)) {
+    bad(`format_version ${manifest.format_version} is not supported (this package reads ` +
+        `${SUPPORTED_MANIFEST_VERSIONS.join(', ')})`);
+  }
+  if (!Number.isInteger(manifest.embed_dim) || manifest.embed_dim < 1) bad(`embed_dim ${manifest.embed_dim} is not a positive integer`);
+  if (!Number.isInteger(manifest.resolution) || manifest.resolution < 1) bad(`resolution ${manifest.resolution} is not a positive integer`);
+  const pre = manifest.preprocessing;
+  if (!pre) bad('preprocessing is missing');
+  // Only the squash geometry is implemented here; a centre-crop export would silently lose accuracy.
+  if (pre.resize !== 'squash') bad(`preprocessing.resize is "${pre.resize}", this package implements "squash" only`);
+  return manifest;
+}
+
+export async function readManifest(source: string | ExportManifest): Promise<{manifest: ExportManifest; where: string}> {
+  if (typeof source === 'string') {
+    const manifest = parseJson<ExportManifest>(await fetchBytes(source, 'manifest.json'), `manifest ${source}`);
+    return {manifest: checkManifest(manifest, source), where: source};
+  }
+  return {manifest: checkManifest(source, '(object)'), where: '(object)'};
+}
+
+/** Reads, hash-checks and decodes the label bank, then checks it against the manifest. */
+export async function readLabelBank(source: LabelsSource, manifest: ExportManifest): Promise<LabelBank> {
+  let json: LabelBankJson;
+  let binBytes: Uint8Array;
+  let where: string;
+  let jsonBytes: Uint8Array | null = null;
+  if (typeof source === 'string') {
+    where = source;
+    jsonBytes = await fetchBytes(source, 'label_bank.json');
+    json = parseJson<LabelBankJson>(jsonBytes, `label bank ${source}`);
+    const binUrl = resolveRelative(source, json?.species_embeddings?.file ?? 'label_bank.bin');
+    binBytes = await fetchBytes(binUrl, 'label_bank.bin');
+  } else if (source && typeof source === 'object' && 'json' in source && 'bin' in source) {
+    where = typeof source.json === 'string' ? source.json : '(object)';
+    if (typeof source.json === 'string') {
+      jsonBytes = await fetchBytes(source.json, 'label_bank.json');
+    } else if (source.json instanceof ArrayBuffer || source.json instanceof Uint8Array) {
+      jsonBytes = toUint8(source.json);
+    }
+    json = jsonBytes ? parseJson<LabelBankJson>(jsonBytes, `label bank ${where}`) : source.json as LabelBankJson;
+    binBytes = typeof source.bin === 'string' ? await fetchBytes(source.bin, 'label_bank.bin') : toUint8(source.bin);
+  } else {
+    throw new BioClipFormatError('labels must be the URL of label_bank.json or {json, bin}');
+  }
+  if (jsonBytes) await checkSha256(manifest, EXPORT_PATHS.labelsJson, jsonBytes, `label bank ${where}`);
+  await checkSha256(manifest, EXPORT_PATHS.labelsBin, binBytes, `label_bank.bin of ${where}`);
+  const bank = LabelBank.parse(json, binBytes, where);
+  if (bank.embedDim !== manifest.embed_dim) {
+    throw new BioClipMismatchError(
+        `label bank ${where} has embed_dim ${bank.embedDim} but the model's manifest says ${manifest.embed_dim}`);
+  }
+  const expected = manifest.label_bank;
+  if (expected && expected.num_species !== undefined && expected.num_species !== bank.numSpecies) {
+    throw new BioClipMismatchError(
+        `label bank ${where} has ${bank.numSpecies} species but the model's manifest says ${expected.num_species}`);
+  }
+  if (expected && expected.dtype !== undefined && expected.dtype !== bank.dtype) {
+    throw new BioClipMismatchError(
+        `label bank ${where} stores ${bank.dtype} embeddings but the model's manifest says ${expected.dtype}`);
+  }
+  return bank;
+}
+
+/**
+ * Loads the graph model. A URL is fetched file by file (so every shard is hash-checked and a
+ * missing shard names itself); an IOHandler is used as given.
+ */
+export async function readGraphModel(
+    model: string | tf.io.IOHandler, manifest: ExportManifest): Promise<tf.GraphModel> {
+  let handler: tf.io.IOHandler;
+  if (typeof model === 'string') {
+    const jsonBytes = await fetchBytes(model, 'model.json');
+    await checkSha256(manifest, EXPORT_PATHS.modelJson, jsonBytes, `model ${model}`);
+    const modelJson = parseJson<tf.io.ModelJSON>(jsonBytes, `model ${model}`);
+    if (!modelJson.modelTopology || !Array.isArray(modelJson.weightsManifest)) {
+      throw new BioClipFormatError(`model ${model} is not a TF.js model.json (no modelTopology/weightsManifest)`);
+    }
+    const artifacts = await tf.io.getModelArtifactsForJSON(modelJson, async (weightsManifest) => {
+      const specs: tf.io.WeightsManifestEntry[] = [];
+      const buffers: ArrayBuffer[] = [];
+      for (const group of weightsManifest) {
+        specs.push(...group.weights);
+        for (const path of group.paths) {
+          const url = resolveRelative(model, path);
+          const bytes = await fetchBytes(url, `weight shard ${path}`);
+          await checkSha256(manifest, `tfjs/${path}`, bytes, `weight shard ${url}`);
+          buffers.push(bytes.slice().buffer);
+        }
+      }
+      return [specs, buffers];
+    });
+    handler = tf.io.fromMemory(artifacts);
+  } else if (model && typeof model.load === 'function') {
+    handler = model;
+  } else {
+    throw new BioClipFormatError('model must be the URL of model.json or a tf.io.IOHandler');
+  }
+  try {
+    return await tf.loadGraphModel(handler);
+  } catch (error) {
+    if (error instanceof BioClipLoadError || error instanceof BioClipFormatError) throw error;
+    throw new BioClipLoadError(`could not load the TF.js graph model: ${(error as Error).message}`, error);
+  }
+}

@@ -1,0 +1,212 @@
+/** Public types of react-bio-clip. Everything here is part of the API. */
+import type * as tf from '@tensorflow/tfjs';
+
+/** The seven ranks, shallow to deep. Same order everywhere (docs/FORMATS.md). */
+export const RANKS = ['kingdom', 'phylum', 'class', 'order', 'family', 'genus', 'species'] as const;
+export type Rank = typeof RANKS[number];
+
+/**
+ * Raw interleaved pixels, row-major, 0..255: RGB (length width*height*3) or RGBA
+ * (width*height*4; alpha is dropped). A canvas ImageData or a decoded JPEG both fit.
+ */
+export interface PixelData {
+  data: Uint8Array | Uint8ClampedArray;
+  width: number;
+  height: number;
+}
+
+/**
+ * What embed/classify/addTaxon accept: a tf.Tensor3D [H, W, 3|4] (int32 or float32, values
+ * 0..255, e.g. a camera frame or tf.browser.fromPixels) or raw PixelData. Any size: it is
+ * squashed to the model's R x R (the teacher's geometry: no crop).
+ */
+export type ImageInput = tf.Tensor3D | PixelData;
+
+/** Bytes of a file: as fetched, bundled or read from disk. */
+export type Bytes = ArrayBuffer | Uint8Array;
+
+/** manifest.json of an export directory (docs/FORMATS.md section 4). Extra keys are kept. */
+export interface ExportManifest {
+  format_version: number;
+  embed_dim: number;
+  resolution: number;
+  preprocessing: {
+    resize: string;
+    interpolation: string;
+    mean: number[];
+    std: number[];
+    input: string;
+  };
+  teacher?: {id?: string; real_weights?: boolean; [key: string]: unknown};
+  /** sha256 (and byte size) per file, keyed by the path relative to the export directory. */
+  files?: {[relativePath: string]: {sha256: string; bytes?: number}};
+  label_bank?: {num_species: number; dtype: string; [key: string]: unknown};
+  [key: string]: unknown;
+}
+
+/** One rank's table in the label bank: row i is taxon i of that rank. */
+export interface RankTable {
+  /** Full lineage names, unique per rank ("Animalia Chordata Aves"). */
+  names: string[];
+  /** Row in the previous rank's table; -1 for kingdom. */
+  parents: number[];
+  /** May be empty strings. */
+  common_names: string[];
+}
+
+/** labels/label_bank.json. */
+export interface LabelBankJson {
+  format_version: number;
+  embed_dim: number;
+  dtype: 'int8' | 'float16' | 'float32';
+  /** The multiplier itself (exp already applied, about 100 for BioCLIP). */
+  logit_scale: number;
+  ranks: string[];
+  taxa: {[rank: string]: RankTable};
+  /**
+   * Where the species text embeddings sit in label_bank.bin (little-endian): row-major
+   * [num_species, embed_dim] of `dtype` at byte `offset`; for int8, one float32 scale per row at
+   * `scales_offset` (row value = int8 * scale).
+   */
+  species_embeddings: {
+    file: string;
+    offset: number;
+    shape: [number, number];
+    scales_offset?: number;
+    scales_dtype?: string;
+  };
+  [key: string]: unknown;
+}
+
+/**
+ * The device label bank. Either the URL of label_bank.json (the .bin is found next to it, by
+ * the name the JSON gives), or the two files themselves: `json` as a URL, raw bytes or the
+ * parsed object (e.g. `require('./labels/label_bank.json')` in React Native), `bin` as a URL
+ * or bytes.
+ */
+export type LabelsSource =
+    string |
+    {json: string | Bytes | LabelBankJson; bin: string | Bytes};
+
+export interface LoadOptions {
+  /**
+   * The TF.js graph model: the URL of tfjs/model.json, or any tf.io.IOHandler
+   * (tfjs-react-native's bundleResourceIO, tf.io.fromMemory, ...).
+   */
+  model: string | tf.io.IOHandler;
+  labels: LabelsSource;
+  /**
+   * The export's manifest.json (URL or parsed object). Optional only when `model` is a URL:
+   * then it is read from `../manifest.json` next to the tfjs/ folder.
+   */
+  manifest?: string | ExportManifest;
+  /**
+   * How a photo larger than R x R is shrunk. 'area' (default): bilinear to the nearest integer
+   * multiple of R, then a box filter, close to the teacher's antialiased bicubic.
+   * 'bilinear': one tf.image.resizeBilinear (cheaper, aliases when shrinking a lot).
+   */
+  resize?: 'area' | 'bilinear';
+  /** Skip the warm-up inference inside load (it compiles shaders on WebGL). Default false. */
+  skipWarmup?: boolean;
+}
+
+export interface ClassifyOptions {
+  /** How many species, and how many taxa per rank, to return. Default 5. */
+  topK?: number;
+  /** Which ranks get a top-K list in `ranks`. Default: all seven. */
+  ranks?: Rank[];
+  /** `best` is the deepest rank whose top probability is >= threshold. Default 0.5. */
+  threshold?: number;
+  /**
+   * Limit the answer to these taxa (a regional checklist or a subtree): names at any rank, as
+   * full lineage names ("Animalia Chordata Aves") or short names ("Aves", "Turdus migratorius")
+   * when unambiguous. Probabilities are renormalized over the allowed species.
+   */
+  restrictTo?: string | string[];
+}
+
+/** A taxon with its probability. */
+export interface TaxonScore {
+  rank: Rank;
+  /** Short name: the last word, the last two for species ("Turdus migratorius"). */
+  name: string;
+  /** Full lineage name, unique within the rank ("Animalia Chordata ... Turdus"). */
+  taxon: string;
+  /** Row of this taxon in the label bank's table for its rank. */
+  index: number;
+  commonName: string | null;
+  probability: number;
+  /** From kingdom down to this taxon itself, short names. */
+  lineage: Array<{rank: Rank; name: string}>;
+}
+
+/** A user-added taxon (few-shot) scored against the photo. */
+export interface UserTaxonScore {
+  name: string;
+  commonName: string | null;
+  /** Cosine between the (centred, renormalized) photo embedding and the prototype. */
+  similarity: number;
+  /** Softmax of logit_scale * similarity over the user's taxa (1 when there is only one). */
+  probability: number;
+}
+
+export interface Classification {
+  /** Top-K species, most probable first. */
+  species: TaxonScore[];
+  /** Top-K taxa per requested rank; a higher taxon's probability is its species' sum. */
+  ranks: Partial<Record<Rank, TaxonScore[]>>;
+  /**
+   * The deepest rank whose top taxon clears `threshold`: "genus Turdus, 0.93" when the
+   * species is uncertain. Null when not even the top kingdom clears it.
+   */
+  best: TaxonScore | null;
+  /** The user's few-shot taxa, best first (empty when none were added). */
+  userTaxa: UserTaxonScore[];
+  /** The photo's L2-normalized embedding, float32 [D]. */
+  embedding: Float32Array;
+}
+
+/** Few-shot prototypes as JSON (exportPrototypes / importPrototypes). */
+export interface PrototypesJson {
+  format: 'react-bio-clip/prototypes';
+  format_version: 1;
+  embed_dim: number;
+  /** sha256 of the model weights (from the manifest) the embeddings came from, if known. */
+  model_sha256: string | null;
+  taxa: Array<{
+    name: string;
+    common_name: string;
+    /** How many photos went into the mean. */
+    count: number;
+    /** Mean of the photos' L2-normalized embeddings (not yet centred), [embed_dim]. */
+    mean_embedding: number[];
+  }>;
+}
+
+export interface AddTaxonOptions {
+  commonName?: string;
+}
+
+/** A loaded model + label bank. Create with load(); call dispose() when done. */
+export interface BioClip {
+  readonly embedDim: number;
+  /** Model input resolution R. */
+  readonly resolution: number;
+  readonly manifest: ExportManifest;
+  readonly numSpecies: number;
+  /** The photo's L2-normalized embedding, float32 [D]. Synchronous (reads back from the GPU). */
+  embed(image: ImageInput): Float32Array;
+  /** Zero-shot hierarchical answer for one photo or camera frame. */
+  classify(image: ImageInput, options?: ClassifyOptions): Promise<Classification>;
+  /** The same answer for an embedding computed earlier (float32 [D], L2-normalized). */
+  classifyEmbedding(embedding: Float32Array, options?: ClassifyOptions): Promise<Classification>;
+  /** Few-shot: adds photos of a taxon the label bank lacks (or adds to it). */
+  addTaxon(name: string, images: ImageInput[], options?: AddTaxonOptions): Promise<void>;
+  removeTaxon(name: string): boolean;
+  readonly userTaxa: string[];
+  exportPrototypes(): PrototypesJson;
+  /** Adds (or with replace, replaces all) prototypes; refuses another model's. */
+  importPrototypes(json: PrototypesJson | string, options?: {replace?: boolean}): void;
+  /** Frees the model weights and the label bank tensors. */
+  dispose(): void;
+}
