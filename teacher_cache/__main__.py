@@ -1,0 +1,79 @@
+r"""Caches BioCLIP teacher targets for every photo of a source.
+
+  python -m teacher_cache --source=PATH --out_dir=DIR [--teacher=hf-hub:imageomics/bioclip]
+      [--pretrained=...] [--batch_size=32] [--shard_index=0 --num_shards=1] [--topk=10]
+
+--source: TreeOfLife-10M tar shards (a directory, a .tar, or a glob like
+'/data/shard-{000000..000159}.tar'), an iNat21-style class-folder tree, or a CSV catalog.
+Run the same command again after a crash or kill to resume. Exit code 2: bad usage or input
+(wrong path, unknown teacher, unreachable hub, resume onto a different source or teacher).
+See teacher_cache/README.md for the output format.
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("source", None, "Photos to cache: a directory/glob of TreeOfLife-10M .tar "
+                    "shards, an iNat21 class-folder tree, or a CSV catalog (path + kingdom..species).")
+flags.DEFINE_enum("source_kind", "auto", ["auto", "wds", "inat", "csv"],
+                  "Kind of --source; 'auto' detects it from the path.")
+flags.DEFINE_string("out_dir", None, "Cache directory (created; an existing one is resumed).")
+flags.DEFINE_string("teacher", "hf-hub:imageomics/bioclip",
+                    "Teacher: hf-hub:ORG/NAME, local-dir:PATH, alias 'bioclip', or an open_clip "
+                    "architecture such as ViT-B-16 together with --pretrained.")
+flags.DEFINE_string("pretrained", "", "For an open_clip architecture: a local checkpoint file, an "
+                    "open_clip tag, or 'none' for seeded random weights (tests/offline demo only).")
+flags.DEFINE_integer("init_seed", 0, "torch seed for --pretrained=none, so all workers and "
+                     "resumed runs build the same random teacher.")
+flags.DEFINE_integer("batch_size", 32, "Photos per teacher forward pass.")
+flags.DEFINE_integer("shard_index", 0, "This worker's shard, 0 <= shard_index < num_shards.")
+flags.DEFINE_integer("num_shards", 1, "Number of independent workers splitting the source.")
+flags.DEFINE_integer("topk", 10, "Species logits kept per photo (clipped to the number of species).")
+flags.DEFINE_integer("rows_per_part", 1024, "Rows per committed part file (the resume granularity); "
+                     "rounded up to whole batches.")
+flags.DEFINE_integer("decode_workers", 2, "Background threads decoding and resizing photos.")
+flags.DEFINE_integer("max_image_pixels", 89_478_485, "Photos with more pixels than this are "
+                     "skipped before decoding (decompression-bomb guard; PIL's default limit).")
+flags.DEFINE_integer("species_chunk", 65536, "Species per block when computing top-k logits.")
+flags.DEFINE_integer("text_batch_size", 256, "Captions per forward pass when building the label bank.")
+flags.DEFINE_float("log_every_seconds", 30.0, "Seconds between progress log lines.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from teacher_cache.cache_writer import BadConfig, CacheConfig, ResumeMismatch, run_shard
+    from teacher_cache.label_bank import LabelBankError
+    from teacher_cache.sources import SourceError, open_source
+    from teacher_cache.taxonomy import TaxonomyError
+    from teacher_cache.teachers import TeacherError, load_teacher
+
+    try:
+        if not FLAGS.out_dir:
+            raise SourceError("--out_dir is required")
+        # Cheap checks first, so a wrong path fails before the teacher loads.
+        source = open_source(FLAGS.source, FLAGS.source_kind)
+        teacher = load_teacher(FLAGS.teacher, FLAGS.pretrained, FLAGS.init_seed)
+        cfg = CacheConfig(
+            out_dir=FLAGS.out_dir, shard_index=FLAGS.shard_index, num_shards=FLAGS.num_shards,
+            batch_size=FLAGS.batch_size, topk=FLAGS.topk, rows_per_part=FLAGS.rows_per_part,
+            decode_workers=FLAGS.decode_workers, max_image_pixels=FLAGS.max_image_pixels,
+            species_chunk=FLAGS.species_chunk, text_batch_size=FLAGS.text_batch_size,
+            log_every_seconds=FLAGS.log_every_seconds)
+        done = run_shard(cfg, source, teacher)
+    except (SourceError, TeacherError, ResumeMismatch, TaxonomyError, LabelBankError, BadConfig) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    logging.info("done: %s", done)
+    return 0
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,373 @@
+"""Runs one worker shard of the teacher cache: decode, encode, top-k, commit parts, resume.
+
+Resume contract. A worker's samples form a fixed sequence (ordinals 0, 1, ...). Rows are
+committed in parts; each part covers a contiguous ordinal span, holds the rows *and* the skip
+records of that span, and becomes visible only by an atomic rename. A restarted worker reads
+the committed spans, continues at the first uncommitted ordinal and rebuilds the same batches
+(batches restart at part boundaries), so the final rows equal an uninterrupted run's: none
+missing, none twice. The shard's done file is written last.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import contextlib
+import dataclasses
+import fcntl
+import glob
+import json
+import os
+import re
+import time
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import torch
+from absl import logging
+
+from teacher_cache import atomic
+from teacher_cache.label_bank import (LABEL_BANK_DIR, LabelBankError, build_label_bank,
+                                      label_bank_meta, load_label_bank)
+from teacher_cache.sources import RawSample, Source, printable
+from teacher_cache.taxonomy import NUM_RANKS, TEXT_TEMPLATE, TEXT_TEMPLATE_NO_COMMON, Taxonomy
+from teacher_cache.teachers import DEFAULT_MAX_IMAGE_PIXELS, SkipSample, Teacher, decode_and_resize
+from teacher_cache.topk import streaming_topk
+
+FORMAT_VERSION = 1
+_PART = re.compile(r"^part-(\d{6})\.npz$")
+# Keep the species matrix in RAM up to this size; beyond it, stream it from the memmap.
+_SPECIES_IN_RAM_BYTES = 2 << 30
+
+
+class ResumeMismatch(ValueError):
+    """The output directory belongs to another source/teacher/configuration. Exit code 2."""
+
+
+class BadConfig(ValueError):
+    """A flag value is out of range. Exit code 2."""
+
+
+@dataclasses.dataclass
+class CacheConfig:
+    out_dir: str
+    shard_index: int = 0
+    num_shards: int = 1
+    batch_size: int = 32
+    topk: int = 10
+    rows_per_part: int = 1024
+    decode_workers: int = 2
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    species_chunk: int = 65536
+    text_batch_size: int = 256
+    log_every_seconds: float = 30.0
+
+
+def shard_name(index: int, num_shards: int) -> str:
+    return f"shard-{index:05d}-of-{num_shards:05d}"
+
+
+@contextlib.contextmanager
+def _locked(out_dir: str):
+    """Exclusive lock among the workers writing into one cache directory (same host/NFS)."""
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, ".lock"), "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# Fields that must agree between a resumed run and the cache it resumes.
+def _identity(m: Dict) -> Dict[str, object]:
+    return {
+        "format_version": m["format_version"],
+        "teacher.id": m["teacher"]["id"],
+        "teacher.pretrained": m["teacher"]["pretrained"],
+        "teacher.checkpoint_sha256": m["teacher"]["checkpoint_sha256"],
+        "preprocessing": m["preprocessing"],
+        "text_template": m["text_template"],
+        "topk": m["topk"],
+        "source.kind": m["source"]["kind"],
+        "source.fingerprint": m["source"]["fingerprint"],
+        "shards.num_shards": m["shards"]["num_shards"],
+    }
+
+
+def _check_same(old: Dict, new: Dict, where: str) -> None:
+    a, b = _identity(old), _identity(new)
+    diffs = [f"{k}: cache has {a[k]!r}, this run has {b[k]!r}" for k in a if a[k] != b[k]]
+    if diffs:
+        raise ResumeMismatch(
+            f"{where} was written by a different run and cannot be resumed with these "
+            f"arguments; use a new --out_dir or the original arguments. Differences:\n  "
+            + "\n  ".join(diffs))
+
+
+def prepare_cache(cfg: CacheConfig, source: Source, teacher: Teacher) -> Tuple[Dict, Taxonomy]:
+    """Validates or creates manifest.json and label_bank/ (once, under the directory lock).
+
+    Returns (manifest, taxonomy). Raises ResumeMismatch for a foreign cache.
+    """
+    source_desc = source.describe()
+    with _locked(cfg.out_dir):
+        manifest_path = os.path.join(cfg.out_dir, "manifest.json")
+        taxonomy = source.taxonomy()
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "teacher": teacher.describe(),
+            "preprocessing": teacher.preprocessing.to_json(),
+            "text_template": TEXT_TEMPLATE,
+            "text_template_no_common": TEXT_TEMPLATE_NO_COMMON,
+            "topk": cfg.topk,
+            "topk_effective": min(cfg.topk, taxonomy.num_species),
+            "source": source_desc,
+            "label_bank": {"dir": LABEL_BANK_DIR, **{k: v for k, v in
+                           label_bank_meta(taxonomy, {}).items() if k in ("ranks", "taxonomy_sha256")}},
+            "counts": {"written": 0, "skipped": 0},
+            "shards": {"num_shards": cfg.num_shards, "complete": []},
+        }
+        if os.path.isfile(manifest_path):
+            with open(manifest_path, encoding="utf-8") as f:
+                old = json.load(f)
+            _check_same(old, manifest, cfg.out_dir)
+            manifest = old
+        bank_dir = os.path.join(cfg.out_dir, LABEL_BANK_DIR)
+        if os.path.isdir(bank_dir):
+            bank = load_label_bank(bank_dir)
+            if (bank.meta.get("taxonomy_sha256") != taxonomy.fingerprint()
+                    or bank.meta["teacher"].get("checkpoint_sha256") != teacher.checkpoint_sha256):
+                raise ResumeMismatch(f"{bank_dir} was built from another taxonomy or teacher; "
+                                     "use a new --out_dir")
+        else:
+            logging.info("building the label bank: %s taxa",
+                         {t.rank: len(t) for t in taxonomy.tables})
+            build_label_bank(cfg.out_dir, taxonomy, teacher, cfg.text_batch_size)
+        if not os.path.isfile(manifest_path):
+            atomic.write_json(manifest_path, manifest)
+    return manifest, taxonomy
+
+
+def _committed_parts(shard_dir: str) -> Tuple[int, int]:
+    """(next part number, first uncommitted ordinal) from the parts on disk."""
+    parts = sorted(n for n in os.listdir(shard_dir) if _PART.match(n))
+    end = 0
+    for expect, name in enumerate(parts):
+        if int(_PART.match(name).group(1)) != expect:
+            raise ResumeMismatch(f"{shard_dir}: parts are not numbered 0..{len(parts) - 1} ({name})")
+        with np.load(os.path.join(shard_dir, name), allow_pickle=False) as z:
+            start, stop = (int(v) for v in z["span"])
+        if start != end:
+            raise ResumeMismatch(f"{shard_dir}/{name}: span starts at {start}, expected {end}")
+        end = stop
+    return len(parts), end
+
+
+def _decoded(samples: Iterator[Tuple[int, RawSample]], pool, size: int, max_pixels: int,
+             window: int) -> Iterator[Tuple[int, RawSample, Optional[np.ndarray], Optional[str]]]:
+    """Yields (ordinal, sample, uint8 [S, S, 3] or None, skip reason or None) in input order,
+    keeping up to `window` photos decoding in the pool ahead of the consumer."""
+    pending = collections.deque()
+
+    def resolve(item):
+        ordinal, raw, fut = item
+        if fut is None:
+            return ordinal, raw, None, raw.error
+        try:
+            return ordinal, raw, fut.result(), None
+        except SkipSample as e:
+            return ordinal, raw, None, str(e)
+
+    for ordinal, raw in samples:
+        fut = None if raw.error else pool.submit(decode_and_resize, raw.image_bytes, size, max_pixels)
+        pending.append((ordinal, raw, fut))
+        if len(pending) >= window:
+            yield resolve(pending.popleft())
+    while pending:
+        yield resolve(pending.popleft())
+
+
+class _Part:
+    """Rows and skip records of one ordinal span, until committed."""
+
+    def __init__(self, start: int):
+        self.start = start
+        self.end = start
+        self.keys: List[str] = []
+        self.images: List[bytes] = []
+        self.taxon_index: List[Tuple[int, ...]] = []
+        self.common: List[str] = []
+        self.embedding: List[np.ndarray] = []
+        self.topk_i: List[np.ndarray] = []
+        self.topk_v: List[np.ndarray] = []
+        self.skips: List[Tuple[str, str, str]] = []
+
+    def __len__(self):
+        return len(self.keys)
+
+    def save(self, path: str, embed_dim: int, k: int) -> None:
+        lens = np.array([len(b) for b in self.images], dtype=np.int64)
+        offsets = np.zeros(len(lens) + 1, dtype=np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        arrays = {
+            "key": np.array(self.keys, dtype=np.str_),
+            "image_bytes": np.frombuffer(b"".join(self.images), dtype=np.uint8),
+            "image_offsets": offsets,
+            "taxon_index": np.array(self.taxon_index, dtype=np.int32).reshape(-1, NUM_RANKS),
+            "common_name": np.array(self.common, dtype=np.str_),
+            "teacher_embedding": (np.concatenate(self.embedding) if self.embedding
+                                  else np.zeros((0, embed_dim), np.float32)).astype(np.float32),
+            "topk_species_indices": (np.concatenate(self.topk_i) if self.topk_i
+                                     else np.zeros((0, k), np.int32)).astype(np.int32),
+            "topk_species_logits": (np.concatenate(self.topk_v) if self.topk_v
+                                    else np.zeros((0, k), np.float32)).astype(np.float32),
+            "span": np.array([self.start, self.end], dtype=np.int64),
+            "skipped_key": np.array([s[0] for s in self.skips], dtype=np.str_),
+            "skipped_reason": np.array([s[1] for s in self.skips], dtype=np.str_),
+            "skipped_where": np.array([s[2] for s in self.skips], dtype=np.str_),
+        }
+        atomic.write_with(path, lambda f: np.savez(f, **arrays))
+
+
+def _finalize_manifest(out_dir: str) -> Dict:
+    """Sums the done files into manifest.json (under the lock, so workers don't race)."""
+    with _locked(out_dir):
+        path = os.path.join(out_dir, "manifest.json")
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+        written = skipped = 0
+        complete = []
+        for p in sorted(glob.glob(os.path.join(out_dir, "rows", "shard-*.done.json"))):
+            with open(p, encoding="utf-8") as f:
+                d = json.load(f)
+            written += d["written"]
+            skipped += d["skipped"]
+            complete.append(d["shard_index"])
+        manifest["counts"] = {"written": written, "skipped": skipped}
+        manifest["shards"]["complete"] = complete
+        atomic.write_json(path, manifest)
+    return manifest
+
+
+def run_shard(cfg: CacheConfig, source: Source, teacher: Teacher) -> Dict[str, object]:
+    """Caches one worker shard (resuming if parts exist). Returns its done-file dict."""
+    if not 0 <= cfg.shard_index < cfg.num_shards:
+        raise BadConfig(f"--shard_index={cfg.shard_index} must be in [0, --num_shards={cfg.num_shards})")
+    if cfg.batch_size < 1 or cfg.topk < 1 or cfg.rows_per_part < 1:
+        raise BadConfig("--batch_size, --topk and --rows_per_part must be >= 1")
+    manifest, taxonomy = prepare_cache(cfg, source, teacher)
+    name = shard_name(cfg.shard_index, cfg.num_shards)
+    rows_dir = os.path.join(cfg.out_dir, "rows")
+    shard_dir = os.path.join(rows_dir, name)
+    done_path = os.path.join(rows_dir, name + ".done.json")
+    if os.path.isfile(done_path):
+        logging.info("%s is already complete (%s); nothing to do", name, done_path)
+        _finalize_manifest(cfg.out_dir)
+        with open(done_path, encoding="utf-8") as f:
+            return json.load(f)
+    os.makedirs(shard_dir, exist_ok=True)
+    litter = atomic.remove_tmp_litter(shard_dir)
+    next_part, start = _committed_parts(shard_dir)
+    if next_part:
+        logging.info("%s: resuming after %d committed parts at sample %d (%d temp files removed)",
+                      name, next_part, start, litter)
+
+    bank = load_label_bank(os.path.join(cfg.out_dir, LABEL_BANK_DIR))
+    species = bank.species_embeddings
+    if species.nbytes <= _SPECIES_IN_RAM_BYTES:
+        species = torch.from_numpy(np.array(species, dtype=np.float32))
+    k = min(cfg.topk, taxonomy.num_species)
+    size = teacher.preprocessing.size
+
+    samples = ((o, s) for o, s in enumerate(source.iter_shard(cfg.shard_index, cfg.num_shards))
+               if o >= start)
+    t0 = time.monotonic()
+    last_log = t0
+    forward_s = 0.0
+    seen = written = skipped = 0
+    part = _Part(start)
+    batch: List[Tuple[int, RawSample, np.ndarray, Tuple[int, ...]]] = []
+
+    def flush_batch():
+        nonlocal forward_s, written
+        if not batch:
+            return
+        pixels = torch.from_numpy(np.stack([b[2] for b in batch]))
+        t = time.monotonic()
+        emb = teacher.encode_pixels(pixels)
+        values, indices = streaming_topk(emb, species, teacher.logit_scale, k, cfg.species_chunk)
+        forward_s += time.monotonic() - t
+        for ordinal, raw, _, tax in batch:
+            part.keys.append(raw.key)
+            part.images.append(raw.image_bytes)
+            part.taxon_index.append(tax)
+            part.common.append(raw.common_name)
+        part.embedding.append(emb.numpy())
+        part.topk_i.append(indices.numpy())
+        part.topk_v.append(values.numpy())
+        part.end = batch[-1][0] + 1
+        written += len(batch)
+        batch.clear()
+
+    def commit():
+        nonlocal part, next_part
+        path = os.path.join(shard_dir, f"part-{next_part:06d}.npz")
+        part.save(path, teacher.embed_dim, k)
+        next_part += 1
+        part = _Part(part.end)
+
+    window = 2 * cfg.batch_size + cfg.decode_workers
+    with concurrent.futures.ThreadPoolExecutor(cfg.decode_workers, thread_name_prefix="decode") as pool:
+        for ordinal, raw, pixels, reason in _decoded(samples, pool, size, cfg.max_image_pixels, window):
+            seen += 1
+            if reason is None and not taxonomy.contains(raw.lineage):
+                reason = "taxon not in the label bank"
+            if reason is not None:
+                skipped += 1
+                part.skips.append((printable(raw.key), reason, raw.where))
+                logging.warning("%s: skipped sample %s (%s): %s", name, printable(raw.key), raw.where, reason)
+            else:
+                batch.append((ordinal, raw, pixels, taxonomy.index_of(raw.lineage)))
+                if len(batch) == cfg.batch_size:
+                    flush_batch()
+                    if len(part) >= cfg.rows_per_part:
+                        commit()
+            now = time.monotonic()
+            if now - last_log >= cfg.log_every_seconds:
+                last_log = now
+                logging.info("%s: %d samples this run, %d written, %d skipped, %.2f photos/s "
+                             "(teacher forward alone %.2f photos/s)", name, seen, written, skipped,
+                             written / (now - t0), written / max(forward_s, 1e-9))
+            last_ordinal = ordinal
+        flush_batch()
+        if seen:
+            part.end = max(part.end, last_ordinal + 1)
+        if len(part) or part.skips:
+            commit()
+
+    elapsed = time.monotonic() - t0
+    # Totals over the whole shard (all runs), from the committed parts.
+    total_written = total_skipped = 0
+    skip_records = []
+    for p in sorted(n for n in os.listdir(shard_dir) if _PART.match(n)):
+        with np.load(os.path.join(shard_dir, p), allow_pickle=False) as z:
+            total_written += len(z["key"])
+            total_skipped += len(z["skipped_key"])
+            skip_records.extend({"key": a, "reason": b, "where": c} for a, b, c in
+                                zip(z["skipped_key"].tolist(), z["skipped_reason"].tolist(),
+                                    z["skipped_where"].tolist()))
+    skipped_path = os.path.join(cfg.out_dir, "skipped", name + ".jsonl")
+    atomic.write_bytes(skipped_path, "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                             for r in skip_records).encode("utf-8"))
+    done = {"shard_index": cfg.shard_index, "num_shards": cfg.num_shards, "parts": next_part,
+            "written": total_written, "skipped": total_skipped,
+            "this_run": {"samples": seen, "written": written, "skipped": skipped,
+                         "seconds": round(elapsed, 3),
+                         "photos_per_second": round(written / elapsed, 3) if elapsed else None,
+                         "forward_photos_per_second": round(written / forward_s, 3) if forward_s else None}}
+    atomic.write_json(done_path, done)
+    manifest = _finalize_manifest(cfg.out_dir)
+    logging.info("%s complete: %d written, %d skipped (cache total: %s) in %.1fs, %.2f photos/s",
+                 name, total_written, total_skipped, manifest["counts"], elapsed,
+                 written / elapsed if elapsed else 0.0)
+    return done

@@ -1,0 +1,192 @@
+r"""The label bank: every taxon at every rank with its parent and teacher text embedding.
+
+As a library: `build_label_bank(out_dir, taxonomy, teacher)` and `load_label_bank(dir)`.
+As a tool, for a custom species list (e.g. a regional checklist for an app):
+
+  python -m teacher_cache.label_bank --species_file=my_list.csv --out_dir=DIR \
+      [--teacher=hf-hub:imageomics/bioclip] [--pretrained=...]
+
+my_list.csv has kingdom..species columns (species = epithet or binomial) and an optional
+common_name column. DIR/label_bank/ is written in the same format as inside a cache:
+
+  label_bank/<rank>.tsv          index, name, parent_index, common_name (header row first)
+  label_bank/<rank>.npy          float32 [N_rank, D], L2-normalized text embeddings
+  label_bank/label_bank.json     format_version, teacher{...}, text templates, ranks{rank: N},
+                                 taxonomy_sha256
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import sys
+from typing import Dict, List, Optional
+
+import numpy as np
+from absl import app, flags, logging
+
+from teacher_cache import atomic
+from teacher_cache.taxonomy import (RANKS, TEXT_TEMPLATE, TEXT_TEMPLATE_NO_COMMON, RankTable,
+                                    Taxonomy, TaxonomyError, normalize_lineage)
+
+LABEL_BANK_FORMAT_VERSION = 1
+LABEL_BANK_DIR = "label_bank"
+
+
+class LabelBankError(ValueError):
+    """A label bank on disk is missing, malformed, or does not match what was asked for."""
+
+
+def label_bank_meta(taxonomy: Taxonomy, teacher_desc: Dict[str, object]) -> Dict[str, object]:
+    return {
+        "format_version": LABEL_BANK_FORMAT_VERSION,
+        "teacher": teacher_desc,
+        "text_template": TEXT_TEMPLATE,
+        "text_template_no_common": TEXT_TEMPLATE_NO_COMMON,
+        "ranks": {t.rank: len(t) for t in taxonomy.tables},
+        "taxonomy_sha256": taxonomy.fingerprint(),
+    }
+
+
+def _tsv_field(text: str) -> str:
+    if any(c in text for c in "\t\n\r"):
+        raise TaxonomyError(f"taxon field {text!r} contains a tab or newline")
+    return text
+
+
+def build_label_bank(parent_dir: str, taxonomy: Taxonomy, teacher, batch_size: int = 256) -> str:
+    """Encodes every taxon's caption and writes parent_dir/label_bank/ atomically.
+
+    Embeddings stream into memory-mapped .npy files, so 454k species x D never sit in RAM.
+    Returns the label_bank directory. Existing label_bank/ is an error (callers verify it).
+    """
+    final = os.path.join(parent_dir, LABEL_BANK_DIR)
+    if os.path.exists(final):
+        raise LabelBankError(f"{final} already exists")
+    atomic.remove_tmp_litter(parent_dir)
+    tmp = atomic.fresh_tmp_dir(final)
+    total = sum(len(t) for t in taxonomy.tables)
+    done = 0
+    for r, table in enumerate(taxonomy.tables):
+        with open(os.path.join(tmp, f"{table.rank}.tsv"), "w", encoding="utf-8", newline="") as f:
+            f.write("index\tname\tparent_index\tcommon_name\n")
+            for i, (n, p, c) in enumerate(zip(table.names, table.parent_index, table.common_names)):
+                f.write(f"{i}\t{_tsv_field(n)}\t{p}\t{_tsv_field(c)}\n")
+        texts = taxonomy.texts(r)
+        emb = np.lib.format.open_memmap(os.path.join(tmp, f"{table.rank}.npy"), mode="w+",
+                                        dtype=np.float32, shape=(len(texts), teacher.embed_dim))
+        for start in range(0, len(texts), batch_size):
+            emb[start:start + batch_size] = teacher.encode_texts(texts[start:start + batch_size]).numpy()
+            done += min(batch_size, len(texts) - start)
+            if (start // batch_size) % 50 == 0:
+                logging.info("label bank: %s %d/%d taxa (%d/%d over all ranks)", table.rank,
+                             min(start + batch_size, len(texts)), len(texts), done, total)
+        emb.flush()
+        del emb
+    with open(os.path.join(tmp, "label_bank.json"), "w", encoding="utf-8") as f:
+        json.dump(label_bank_meta(taxonomy, teacher.describe()), f, indent=2, sort_keys=True)
+    atomic.commit_dir(tmp, final)
+    logging.info("label bank written: %s (%s)", final, {t.rank: len(t) for t in taxonomy.tables})
+    return final
+
+
+@dataclasses.dataclass
+class LabelBank:
+    """A label bank read back. embeddings[rank] is float32 [N_rank, D] (memory-mapped)."""
+
+    directory: str
+    meta: Dict[str, object]
+    tables: List[RankTable]
+    embeddings: Dict[str, np.ndarray]
+
+    @property
+    def species_embeddings(self) -> np.ndarray:
+        return self.embeddings["species"]
+
+
+def load_label_bank(directory: str, mmap: bool = True) -> LabelBank:
+    """Reads DIR (a label_bank/ folder). Raises LabelBankError if anything is missing."""
+    meta_path = os.path.join(directory, "label_bank.json")
+    if not os.path.isfile(meta_path):
+        raise LabelBankError(f"{directory}: no label_bank.json (not a label bank, or unfinished)")
+    with open(meta_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    tables, embeddings = [], {}
+    for rank in RANKS:
+        names, parents, commons = [], [], []
+        with open(os.path.join(directory, f"{rank}.tsv"), encoding="utf-8", newline="") as f:
+            header = f.readline().rstrip("\n").split("\t")
+            if header != ["index", "name", "parent_index", "common_name"]:
+                raise LabelBankError(f"{directory}/{rank}.tsv: bad header {header}")
+            for i, line in enumerate(f):
+                idx, name, parent, common = line.rstrip("\n").split("\t")
+                if int(idx) != i:
+                    raise LabelBankError(f"{directory}/{rank}.tsv: row {i} has index {idx}")
+                names.append(name)
+                parents.append(int(parent))
+                commons.append(common)
+        tables.append(RankTable(rank, tuple(names), tuple(parents), tuple(commons)))
+        emb = np.load(os.path.join(directory, f"{rank}.npy"), mmap_mode="r" if mmap else None)
+        if emb.shape[0] != len(names):
+            raise LabelBankError(f"{directory}/{rank}.npy has {emb.shape[0]} rows, tsv has {len(names)}")
+        embeddings[rank] = emb
+    return LabelBank(directory, meta, tables, embeddings)
+
+
+def read_species_file(path: str) -> Taxonomy:
+    """A CSV with kingdom..species (+ optional common_name) columns -> Taxonomy.
+
+    Raises TaxonomyError naming the file and row of the first malformed line.
+    """
+    if not os.path.isfile(path):
+        raise TaxonomyError(f"--species_file {path!r}: file not found")
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [r for r in RANKS if r not in (reader.fieldnames or [])]
+        if missing:
+            raise TaxonomyError(f"--species_file {path!r}: missing column(s) {missing}; "
+                                f"need {','.join(RANKS)} and optionally common_name")
+        for n, row in enumerate(reader):
+            lineage = normalize_lineage([row.get(r) for r in RANKS], f"{path} row {n + 2}")
+            rows.append((lineage, (row.get("common_name") or row.get("common") or "").strip()))
+    return Taxonomy.from_rows(rows)
+
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags():
+    flags.DEFINE_string("species_file", None, "CSV with kingdom..species columns (+ optional "
+                        "common_name): the species the label bank should cover.")
+    flags.DEFINE_string("out_dir", None, "Directory to write label_bank/ into (created if missing).")
+    flags.DEFINE_string("teacher", "hf-hub:imageomics/bioclip", "Teacher model: hf-hub:ORG/NAME, "
+                        "local-dir:PATH, an alias (bioclip) or an open_clip architecture name.")
+    flags.DEFINE_string("pretrained", "", "For an open_clip architecture: checkpoint file, open_clip "
+                        "tag, or 'none' for random weights. Ignored for hf-hub:/local-dir:.")
+    flags.DEFINE_integer("init_seed", 0, "torch seed for --pretrained=none (random weights).")
+    flags.DEFINE_integer("text_batch_size", 256, "Captions encoded per forward pass.")
+
+
+def main(argv):
+    from teacher_cache.teachers import TeacherError, load_teacher  # torch only when run
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        if not FLAGS.species_file or not FLAGS.out_dir:
+            raise TaxonomyError("--species_file and --out_dir are required")
+        taxonomy = read_species_file(FLAGS.species_file)
+        if os.path.exists(os.path.join(FLAGS.out_dir, LABEL_BANK_DIR)):
+            raise LabelBankError(f"{FLAGS.out_dir}/{LABEL_BANK_DIR} already exists; choose a new --out_dir")
+        teacher = load_teacher(FLAGS.teacher, FLAGS.pretrained, FLAGS.init_seed)
+        build_label_bank(FLAGS.out_dir, taxonomy, teacher, FLAGS.text_batch_size)
+    except (TaxonomyError, LabelBankError, TeacherError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)
