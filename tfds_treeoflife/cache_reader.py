@@ -286,7 +286,7 @@ class RowChecker:
     off = part["image_offsets"]
 
     def bad(msg: str, row: Optional[int] = None):
-      where = f" (row {row}, key {part['key'][row]!r})" if row is not None else ""
+      where = f" (row {row}, key {str(part['key'][row])!r})" if row is not None else ""
       raise CacheFormatError(f"{path}: {msg}{where}")
 
     if off.shape != (n + 1,) or off[0] != 0 or off[-1] != part["image_bytes"].shape[0]:

@@ -79,7 +79,8 @@ def _jpeg_bytes(data: bytes, where: str) -> bytes:
   try:
     with Image.open(io.BytesIO(data)) as im:
       out = io.BytesIO()
-      im.convert("RGB").save(out, format="JPEG", quality=95)
+      # 4:4:4 chroma: a one-time transcode should not also halve colour resolution.
+      im.convert("RGB").save(out, format="JPEG", quality=95, subsampling=0)
       return out.getvalue()
   except Exception as e:  # PIL raises many types for corrupt data
     raise CacheFormatError(f"{where}: image bytes are not a readable image ({e})") from e
