@@ -87,7 +87,7 @@ def _identity(m: Dict) -> Dict[str, object]:
         "teacher.checkpoint_sha256": m["teacher"]["checkpoint_sha256"],
         "preprocessing": m["preprocessing"],
         "text_template": m["text_template"],
-        "topk": m["topk"],
+        "topk_requested": m["topk_requested"],
         "source.kind": m["source"]["kind"],
         "source.fingerprint": m["source"]["fingerprint"],
         "shards.num_shards": m["shards"]["num_shards"],
@@ -119,8 +119,9 @@ def prepare_cache(cfg: CacheConfig, source: Source, teacher: Teacher) -> Tuple[D
             "preprocessing": teacher.preprocessing.to_json(),
             "text_template": TEXT_TEMPLATE,
             "text_template_no_common": TEXT_TEMPLATE_NO_COMMON,
-            "topk": cfg.topk,
-            "topk_effective": min(cfg.topk, taxonomy.num_species),
+            # topk is the width of the stored top-k arrays; fewer species than asked clip it.
+            "topk": min(cfg.topk, taxonomy.num_species),
+            "topk_requested": cfg.topk,
             "source": source_desc,
             "label_bank": {"dir": LABEL_BANK_DIR, **{k: v for k, v in
                            label_bank_meta(taxonomy, {}).items() if k in ("ranks", "taxonomy_sha256")}},
