@@ -6,7 +6,8 @@ Run from the repo root with the project's venv:
 
 What it writes under --out_dir (all small; the whole fixture stays well under 1 MB):
 
-  export/                     an export directory in the layout of docs/FORMATS.md section 4
+  export/, export_small/      export directories (R = --resolution, --small_resolution) in the layout
+                              of docs/FORMATS.md section 4
                               (manifest.json, tfjs/model.json + shards, labels/label_bank.{json,bin})
                               made by the project's own export stage when it is importable
                               (bioclip_lite_tf.export), else by the stand-in below with the same layout
@@ -15,9 +16,10 @@ What it writes under --out_dir (all small; the whole fixture stays well under 1 
                               (one photo only, to keep the fixture small)
   photos/large.bicubic.rgb    PIL bicubic squash of the large photo's PIL decode to R x R, uint8
                               [R, R, 3]: the teacher's geometry
-  expected.json               per photo: embedding float32 [D] from the Keras student on the PIL
-                              decode, top-5 species rows and logits against the device label bank
-                              (dequantized exactly as the device does), for the JS tests to match
+  expected.json               per R x R photo: embedding float32 [D] from the Keras student on the
+                              PIL decode, top-5 species rows, top-5 logits and all N logits against
+                              the device label bank (dequantized exactly as the device does); for
+                              the large photo, the embedding of its PIL bicubic squash
 
 The student here is tiny and randomly initialised: parity is about the code path (decode,
 resize, graph conversion, uint8 weight storage, label bank encoding, scoring), not accuracy.
@@ -41,7 +43,13 @@ from PIL import Image  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out_dir", "react-bio-clip/test/fixtures",
                     "Directory the fixture is written to (replaced atomically).")
-flags.DEFINE_integer("resolution", 224, "Student input resolution R (photos are squashed to R x R).")
+flags.DEFINE_integer("resolution", 224,
+                     "Input resolution R of the parity export (export/): the photos are R x R, as "
+                     "TreeOfLife photos are 224 x 224.")
+flags.DEFINE_integer("small_resolution", 32,
+                     "Input resolution of the second, fast export (export_small/) that the leak, "
+                     "error, few-shot and React tests use: 1,000 classify calls on the pure-JS cpu "
+                     "backend take seconds at 32, minutes at 224.")
 flags.DEFINE_integer("embed_dim", 32, "Embedding width D of the tiny student (never assumed 512).")
 flags.DEFINE_integer("seed", 0, "Seed for the photos, the student weights and the text embeddings.")
 flags.DEFINE_enum("label_dtype", "int8", ["int8", "float16"],
@@ -94,7 +102,7 @@ def make_photos(rng: np.random.Generator, resolution: int) -> dict[str, np.ndarr
   """
   photos = {}
   shapes = {"square_a": (resolution, resolution), "square_b": (resolution, resolution),
-            "square_c": (resolution, resolution), "large": (2 * resolution, 600)}
+            "square_c": (resolution, resolution), "large": (2 * resolution + 32, 3 * resolution)}
   for name, (h, w) in shapes.items():
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     img = np.zeros((h, w, 3), np.float32)
@@ -262,6 +270,9 @@ def main(argv):
 
   model = _standin_student(resolution, embed_dim, FLAGS.seed)
   standin_export(export_dir, model, text, logit_scale, resolution, FLAGS.label_dtype)
+  small = _standin_student(FLAGS.small_resolution, embed_dim, FLAGS.seed + 1)
+  standin_export(os.path.join(staging, "export_small"), small, text, logit_scale,
+                 FLAGS.small_resolution, FLAGS.label_dtype)
   logging.info("stand-in export written (bioclip_lite_tf.export not used)")
 
   bank, scale = device_bank_embeddings(export_dir)
@@ -284,7 +295,8 @@ def main(argv):
       top5 = np.argsort(-logits, kind="stable")[:5]
       entry.update(embedding=[float(v) for v in embedding],
                    top5_species=[int(i) for i in top5],
-                   top5_logits=[float(logits[i]) for i in top5])
+                   top5_logits=[float(logits[i]) for i in top5],
+                   logits=[float(v) for v in logits])
     else:
       squashed = pil_bicubic_squash(decoded, resolution)
       with open(os.path.join(photos_dir, name + ".bicubic.rgb"), "wb") as f:

@@ -31,6 +31,8 @@ export async function load(options: LoadOptions): Promise<BioClip> {
   }
   const resize = options.resize ?? 'area';
   if (resize !== 'area' && resize !== 'bilinear') throw new BioClipFormatError(`load: resize must be "area" or "bilinear", got "${resize}"`);
+  // On React Native the rn-webgl backend registers asynchronously; wait for whichever is chosen.
+  await tf.ready();
   const {manifest} = await readManifest(manifestSource);
   const bank = await readLabelBank(labels, manifest);
   const graph = await readGraphModel(model, manifest);

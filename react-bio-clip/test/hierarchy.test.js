@@ -1,0 +1,106 @@
+'use strict';
+// Rank sums, `best`, restrictTo and the answer's shape, on a label bank whose probabilities are
+// known by hand: for the query e0, species j has probability w_j / sum(w).
+const test = require('node:test');
+const assert = require('node:assert');
+const tf = require('@tensorflow/tfjs');
+const {load, BioClipInputError} = require('react-bio-clip');
+const {readExportDirectory} = require('react-bio-clip/node');
+const h = require('./helpers');
+
+const SPECIES = [
+  [['Animalia', 'Chordata', 'Aves', 'Passeriformes', 'Turdidae', 'Turdus', 'migratorius'], 'American robin', 3],
+  [['Animalia', 'Chordata', 'Aves', 'Passeriformes', 'Turdidae', 'Turdus', 'merula'], 'Common blackbird', 3],
+  [['Animalia', 'Chordata', 'Aves', 'Passeriformes', 'Corvidae', 'Corvus', 'corax'], 'Common raven', 2],
+  [['Animalia', 'Chordata', 'Mammalia', 'Carnivora', 'Canidae', 'Canis', 'lupus'], 'Gray wolf', 1],
+  [['Plantae', 'Tracheophyta', 'Magnoliopsida', 'Rosales', 'Rosaceae', 'Rosa', 'canina'], '', 1],
+];
+// By hand: species .3 .3 .2 .1 .1; genus Turdus .6; family Turdidae .6; order Passeriformes .8;
+// class Aves .8; phylum Chordata .9; kingdom Animalia .9.
+
+const close = (actual, expected, what) => assert.ok(Math.abs(actual - expected) < 1e-5, `${what}: ${actual} != ${expected}`);
+
+for (const backend of h.BACKENDS) {
+  test(`hierarchy on ${backend}`, async (t) => {
+    await h.useBackend(backend);
+    const {model} = await readExportDirectory(h.SMALL_DIR);
+    const bank = h.handBank(SPECIES, h.fixtureManifest().embed_dim);
+    const bioClip = await load({model, labels: {json: bank.json, bin: bank.bin}, manifest: bank.manifest});
+    const query = h.axis0(bioClip.embedDim);
+
+    await t.test('species probabilities and rank sums', async () => {
+      const r = await bioClip.classifyEmbedding(query, {topK: 5});
+      assert.deepStrictEqual(r.species.map((s) => s.name), ['Turdus migratorius', 'Turdus merula', 'Corvus corax', 'Canis lupus', 'Rosa canina']
+          .filter((_, i) => i < 5));
+      [0.3, 0.3, 0.2, 0.1, 0.1].forEach((p, i) => close(r.species[i].probability, p, r.species[i].name));
+      const top = (rank) => [r.ranks[rank][0].name, r.ranks[rank][0].probability];
+      const expectTop = {kingdom: ['Animalia', 0.9], phylum: ['Chordata', 0.9], class: ['Aves', 0.8],
+                         order: ['Passeriformes', 0.8], family: ['Turdidae', 0.6], genus: ['Turdus', 0.6]};
+      for (const [rank, [name, p]] of Object.entries(expectTop)) {
+        assert.strictEqual(top(rank)[0], name, rank);
+        close(top(rank)[1], p, rank);
+      }
+      close(r.ranks.genus[1].probability, 0.2, 'Corvus');
+      close(r.ranks.kingdom[1].probability, 0.1, 'Plantae');
+      assert.strictEqual(r.ranks.kingdom.length, 2, 'a rank lists no more taxa than it has');
+      const robin = r.species[0];
+      assert.strictEqual(robin.taxon, 'Animalia Chordata Aves Passeriformes Turdidae Turdus migratorius');
+      assert.strictEqual(robin.commonName, 'American robin');
+      assert.strictEqual(r.species[4].commonName, null, 'an empty common name is null');
+      assert.deepStrictEqual(robin.lineage.map((l) => l.name), ['Animalia', 'Chordata', 'Aves', 'Passeriformes', 'Turdidae', 'Turdus', 'Turdus migratorius']);
+      assert.deepStrictEqual(robin.lineage.map((l) => l.rank), h.RANKS);
+    });
+
+    await t.test('best is the deepest rank that clears the threshold', async () => {
+      const best = async (threshold) => (await bioClip.classifyEmbedding(query, {threshold})).best;
+      let b = await best(0.5);
+      assert.deepStrictEqual([b.rank, b.name], ['genus', 'Turdus']);
+      close(b.probability, 0.6, 'genus Turdus');
+      b = await best(0.7);
+      assert.deepStrictEqual([b.rank, b.name], ['order', 'Passeriformes']);
+      b = await best(0.85);
+      assert.deepStrictEqual([b.rank, b.name], ['phylum', 'Chordata']);
+      b = await best(0.25);
+      assert.strictEqual(b.rank, 'species');
+      assert.strictEqual(await best(0.95), null);
+    });
+
+    await t.test('ranks option limits the lists, not best', async () => {
+      const r = await bioClip.classifyEmbedding(query, {ranks: ['genus'], topK: 1});
+      assert.deepStrictEqual(Object.keys(r.ranks), ['genus']);
+      assert.strictEqual(r.species.length, 1);
+      assert.strictEqual(r.best.name, 'Turdus');
+    });
+
+    await t.test('restrictTo renormalizes over the allowed species', async () => {
+      let r = await bioClip.classifyEmbedding(query, {restrictTo: ['Aves']});
+      assert.deepStrictEqual(r.species.map((s) => s.name), ['Turdus migratorius', 'Turdus merula', 'Corvus corax']);
+      [0.375, 0.375, 0.25].forEach((p, i) => close(r.species[i].probability, p, r.species[i].name));
+      assert.deepStrictEqual(r.ranks.kingdom.map((k) => k.name), ['Animalia'], 'disallowed taxa are not listed');
+      close(r.ranks.kingdom[0].probability, 1, 'Animalia');
+      close(r.ranks.genus[0].probability, 0.75, 'Turdus');
+      assert.strictEqual(r.best.name, 'Turdus');
+
+      // A checklist mixing ranks and name forms: a species by short name, a genus by lineage.
+      r = await bioClip.classifyEmbedding(query, {restrictTo: ['Canis lupus', 'Animalia Chordata Aves Passeriformes Corvidae Corvus']});
+      assert.deepStrictEqual(r.species.map((s) => s.name), ['Corvus corax', 'Canis lupus']);
+      close(r.species[0].probability, 2 / 3, 'Corvus corax');
+      assert.strictEqual(r.best.name, 'Corvus corax');
+
+      r = await bioClip.classifyEmbedding(query, {restrictTo: 'Rosa'});
+      close(r.species[0].probability, 1, 'Rosa canina');
+      assert.strictEqual(r.species.length, 1);
+    });
+
+    await t.test('restrictTo with unknown names or nothing allowed is a typed error', async () => {
+      await assert.rejects(bioClip.classifyEmbedding(query, {restrictTo: ['Dinosauria']}), BioClipInputError);
+      await assert.rejects(bioClip.classifyEmbedding(query, {restrictTo: []}), BioClipInputError);
+      await assert.rejects(bioClip.classifyEmbedding(query, {topK: 0}), BioClipInputError);
+      await assert.rejects(bioClip.classifyEmbedding(query, {ranks: ['tribe']}), BioClipInputError);
+      await assert.rejects(bioClip.classifyEmbedding(new Float32Array(3)), BioClipInputError);
+    });
+
+    bioClip.dispose();
+    assert.strictEqual(tf.memory().numTensors, 0);
+  });
+}
