@@ -148,3 +148,42 @@ def synthetic_photos(n: int, resolution: int, seed: int = 0) -> np.ndarray:
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
   return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
+
+
+def write_label_bank(directory: str, embed_dim: int, branching=(1, 2, 2, 2, 2, 2, 3),
+                     seed: int = 0, logit_scale: float = 100.0, teacher_id: str = "test-teacher",
+                     real_weights: bool = False) -> dict:
+  """Writes a small label_bank/ (docs/FORMATS.md section 1) plus ../teacher.json.
+
+  branching[i] children per taxon at rank i (kingdom count first). Embeddings are random unit
+  rows. Returns {rank: number of taxa}.
+  """
+  import json
+  import os
+  rng = np.random.RandomState(seed)
+  os.makedirs(directory, exist_ok=True)
+  parents_prev = [None]
+  names_prev = [""]
+  counts = {}
+  for depth, rank in enumerate(RANKS):
+    names, parents, commons = [], [], []
+    for p_index, p_name in enumerate(names_prev):
+      for c in range(branching[depth]):
+        word = f"{rank[:3].capitalize()}{p_index}x{c}" if rank != "species" else f"sp{p_index}x{c}"
+        names.append(f"{p_name} {word}".strip())
+        parents.append(-1 if depth == 0 else p_index)
+        commons.append(f"common {rank} {len(names)}" if c % 2 == 0 else "")
+    with open(os.path.join(directory, f"{rank}.tsv"), "w", encoding="utf-8") as f:
+      f.write("index\tname\tparent_index\tcommon_name\n")
+      for i, (n, p, cn) in enumerate(zip(names, parents, commons)):
+        f.write(f"{i}\t{n}\t{p}\t{cn}\n")
+    np.save(os.path.join(directory, f"{rank}.npy"), unit_rows(rng.randn(len(names), embed_dim)))
+    counts[rank] = len(names)
+    names_prev = names
+  with open(os.path.join(os.path.dirname(os.path.abspath(directory)), "teacher.json"), "w") as f:
+    json.dump({"id": teacher_id, "logit_scale": logit_scale, "embed_dim": embed_dim,
+               "real_weights": real_weights}, f)
+  return counts

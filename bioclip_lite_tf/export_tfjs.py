@@ -151,7 +151,7 @@ def store_grid_weights_as_uint8(model_dir: str, shard_bytes: int = _SHARD_BYTES)
         f.write(data[i * shard_bytes:(i + 1) * shard_bytes])
     model_json["weightsManifest"] = [{"paths": paths, "weights": specs}]
     with open(os.path.join(staging, "model.json"), "w") as f:
-      json.dump(model_json, f)
+      json.dump(model_json, f, separators=(",", ":"))
     for path in old_paths:
       if path not in paths:
         os.remove(os.path.join(model_dir, path))

@@ -73,16 +73,18 @@ function loadSpeciesEmbeddings(labelDir) {
   const meta = JSON.parse(fs.readFileSync(path.join(labelDir, 'label_bank.json'), 'utf8'));
   const bin = fs.readFileSync(path.join(labelDir, 'label_bank.bin'));
   const emb = meta.species_embeddings;
-  const n = emb.rows;
-  const d = emb.dim;
+  const [n, d] = emb.shape;
+  const offset = emb.offset || 0;
+  const view = new DataView(bin.buffer, bin.byteOffset, bin.byteLength);
   const out = new Float32Array(n * d);
-  if (emb.dtype === 'int8') {
-    const q = new Int8Array(bin.buffer, bin.byteOffset + emb.offset, n * d);
-    const scales = new Float32Array(
-        bin.buffer.slice(bin.byteOffset + emb.scales_offset, bin.byteOffset + emb.scales_offset + 4 * n));
-    for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) out[i * d + j] = q[i * d + j] * scales[i];
+  if (meta.dtype === 'int8') {
+    const q = new Int8Array(bin.buffer, bin.byteOffset + offset, n * d);
+    for (let i = 0; i < n; i++) {
+      const scale = view.getFloat32(emb.scales_offset + 4 * i, true);
+      for (let j = 0; j < d; j++) out[i * d + j] = q[i * d + j] * scale;
+    }
   } else {
-    fail(`label bank dtype ${emb.dtype} is not read by this runner`);
+    fail(`label bank dtype ${meta.dtype} is not read by this runner (int8 only)`);
   }
   return {matrix: tf.tensor2d(out, [n, d]), logitScale: meta.logit_scale};
 }
