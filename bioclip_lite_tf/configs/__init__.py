@@ -1,0 +1,1 @@
+"""Training configs as code: each module has get_config(arg) -> ConfigDict."""

@@ -1,0 +1,72 @@
+"""The full-scale recipe: MobileNetV3 Large on TreeOfLife-10M, teacher BioCLIP.
+
+  python -m bioclip_lite_tf.train --config=bioclip_lite_tf/configs/default.py \
+      --workdir=WORKDIR --data_dir=TFDS_DATA_DIR --strategy=mirrored
+
+`arg` is a comma list of switches: `small` (MobileNetV3 Small), `runlocal` (a few steps on a few
+examples, for tests and smoke runs). Every field is documented where it is set.
+"""
+from bioclip_lite_tf.config import ConfigDict
+
+
+def get_config(arg: str = "") -> ConfigDict:
+  switches = {s for s in (arg or "").split(",") if s}
+  c = ConfigDict()
+  c.model = dict(
+      name="mobilenet_v3_small" if "small" in switches else "mobilenet_v3_large",
+      alpha=1.0,             # width multiplier; ImageNet weights exist for 0.75 and 1.0
+      resolution=224,        # the teacher's geometry: squash to R x R
+      dropout=0.1,           # before the projection head
+      init="imagenet",       # 'imagenet' (tf_keras.applications weights, local file) | 'none'
+      imagenet_weights="",   # explicit .h5 path; empty: look in the Keras cache
+  )
+  c.data = dict(
+      name="tree_of_life_distill",
+      builder_config="",     # empty: the only / first built config under data_dir
+      train_split="train",
+      eval_split="validation",
+      shuffle_buffer=20_000,  # encoded records, shuffled before decoding
+      seed=0,
+      max_eval_examples=50_000,  # 0: the whole eval split
+  )
+  c.batch_size = 1024          # global, across replicas
+  # Losses by name (bioclip_lite_tf.losses.LOSSES); weight 0 disables one.
+  c.losses = dict(
+      embedding=dict(weight=1.0),
+      soft_label=dict(weight=1.0, temperature=2.0),
+      hierarchical=dict(weight=0.5, teacher_weight=1.0, label_weight=1.0),
+      contrastive=dict(weight=0.1),
+  )
+  # One entry per phase: steps, peak learning rate (cosine decay after linear warmup), AdamW
+  # weight decay.
+  c.phases = dict(
+      float=dict(steps=100_000, learning_rate=2e-3, warmup_steps=2_000, weight_decay=1e-5),
+      prune=dict(steps=30_000, learning_rate=5e-4, warmup_steps=500, weight_decay=0.0),
+      qat=dict(steps=10_000, learning_rate=1e-4, warmup_steps=200, weight_decay=0.0),
+  )
+  c.prune = dict(
+      target_sparsity=0.5,   # fraction of zeros in every pruned kernel (Conv2D and Dense)
+      end_fraction=0.7,      # polynomial decay reaches the target at this fraction of the phase
+      frequency=100,         # steps between mask updates
+      min_params=1024,       # kernels smaller than this stay dense
+  )
+  c.qat = dict(scheme="tfjs_per_tensor")  # or 'tflite_per_channel' (bioclip_lite_tf.quantization)
+  c.checkpoint_every = 1_000
+  c.log_every = 100
+  c.keep_checkpoints = 3
+
+  if "runlocal" in switches:
+    c.model.alpha = 0.35
+    c.model.resolution = 64
+    c.model.init = "none"
+    c.data.shuffle_buffer = 64
+    c.data.max_eval_examples = 64
+    c.batch_size = 8
+    for phase in c.phases.values():
+      phase.steps = 6
+      phase.warmup_steps = 1
+    c.prune.frequency = 1
+    c.prune.min_params = 0
+    c.checkpoint_every = 3
+    c.log_every = 1
+  return c

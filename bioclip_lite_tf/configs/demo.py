@@ -1,0 +1,42 @@
+"""The `make demo` recipe: MobileNetV3 Small at 0.5 width on the demo dataset, a few minutes on
+2 CPU cores. Trained from scratch (`init='none'`): ImageNet weights cannot be downloaded here,
+and none exist for width 0.5.
+
+  python -m bioclip_lite_tf.train --config=bioclip_lite_tf/configs/demo.py \
+      --workdir=runs/demo/train --data_dir=runs/demo/tfds
+
+`arg`: `runlocal` shrinks it further for tests.
+"""
+from bioclip_lite_tf.config import ConfigDict
+from bioclip_lite_tf.configs import default
+
+
+def get_config(arg: str = "") -> ConfigDict:
+  c = default.get_config("small")
+  c.model.alpha = 0.5
+  c.model.resolution = 96
+  c.model.init = "none"
+  c.model.dropout = 0.0
+  c.data.shuffle_buffer = 1024
+  c.data.max_eval_examples = 0
+  c.batch_size = 32
+  c.losses.hierarchical.weight = 1.0
+  c.phases.float.update(steps=600, learning_rate=3e-3, warmup_steps=30, weight_decay=1e-5)
+  c.phases.prune.update(steps=200, learning_rate=1e-3, warmup_steps=10)
+  c.phases.qat.update(steps=100, learning_rate=3e-4, warmup_steps=5)
+  c.prune.frequency = 10
+  c.prune.min_params = 1024
+  c.checkpoint_every = 100
+  c.log_every = 25
+  if "runlocal" in (arg or "").split(","):
+    c.model.resolution = 64
+    c.model.alpha = 0.35
+    c.batch_size = 8
+    for phase in c.phases.values():
+      phase.steps = 6
+      phase.warmup_steps = 1
+    c.prune.frequency = 1
+    c.prune.min_params = 0
+    c.checkpoint_every = 3
+    c.log_every = 1
+  return c
