@@ -28,3 +28,7 @@ def dummy_cache(tmp_path):
 def run_module():
   """`run_module("pkg.mod", "--flag=x", cwd=...)` runs it in a fresh Python like a user would."""
   return _run_module
+
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", "slow: takes tens of seconds (still part of make test)")

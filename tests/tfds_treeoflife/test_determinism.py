@@ -93,6 +93,9 @@ def test_examples_match_cache_and_label_bank(tmp_path, dummy_cache):
   cache = _read_cache_rows(dummy_cache)
   bank = load_label_bank(builder.info.data_dir)
   assert bank.embed_dim == 16 and bank.logit_scale == 100.0
+  # The same bank from a builder opened without the registered class.
+  read_only = tfds.builder_from_directory(builder.data_dir)
+  assert load_label_bank(read_only.info.data_dir).ranks["genus"].names == bank.ranks["genus"].names
   for rank in RANKS:
     # ClassLabel int == label bank row.
     assert builder.info.features[rank].names == bank.ranks[rank].names
