@@ -9,8 +9,10 @@ What it writes under --out_dir (all small; the whole fixture stays well under 1 
   export/, export_small/      export directories (R = --resolution, --small_resolution) in the layout
                               of docs/FORMATS.md section 4
                               (manifest.json, tfjs/model.json + shards, labels/label_bank.{json,bin})
-                              made by the project's own export stage when it is importable
-                              (bioclip_lite_tf.export), else by the stand-in below with the same layout
+                              made by the project's own export stage (bioclip_lite_tf.export.export
+                              on a tiny QAT student; tflite/ and saved_model/ are then deleted to
+                              keep the fixture small), or with --exporter=standin by the minimal
+                              exporter below (same layout)
   photos/<name>.jpg           the photos, JPEG bytes as a phone or TreeOfLife would give them
   photos/square_a.rgb         Python's (PIL/libjpeg) decode of that JPEG, uint8 [R, R, 3] row-major
                               (one photo only, to keep the fixture small)
@@ -52,6 +54,10 @@ flags.DEFINE_integer("small_resolution", 32,
                      "backend take seconds at 32, minutes at 224.")
 flags.DEFINE_integer("embed_dim", 32, "Embedding width D of the tiny student (never assumed 512).")
 flags.DEFINE_integer("seed", 0, "Seed for the photos, the student weights and the text embeddings.")
+flags.DEFINE_enum("exporter", "project", ["project", "standin"],
+                  "project: the real export stage (bioclip_lite_tf.export.export on a tiny QAT "
+                  "student from bioclip_lite_tf.export_testing). standin: this script's own "
+                  "minimal exporter with the same layout, for when the export stage is broken.")
 flags.DEFINE_enum("label_dtype", "int8", ["int8", "float16"],
                   "Storage dtype of the species text embeddings in labels/label_bank.bin.")
 
@@ -255,6 +261,55 @@ def device_bank_embeddings(export_dir: str) -> tuple[np.ndarray, float]:
           float(bank["logit_scale"]))
 
 
+# ----------------------------------------------------------------------------------------------
+# The project's export stage: a tiny QAT student (real tfmot wrappers) through
+# bioclip_lite_tf.export.export, the same call `python -m bioclip_lite_tf.export` makes.
+# ----------------------------------------------------------------------------------------------
+
+def _write_source_label_bank(directory: str, text_embeddings: np.ndarray, logit_scale: float):
+  """A label_bank/ directory as teacher_cache / TFDS write it (docs/FORMATS.md section 1), plus
+  the teacher description beside it that the device label bank reads logit_scale from."""
+  os.makedirs(directory)
+  for rank, rows in taxonomy_tables().items():
+    with open(os.path.join(directory, f"{rank}.tsv"), "w", encoding="utf-8") as f:
+      f.write("index\tname\tparent_index\tcommon_name\n")
+      for index, (name, parent, common) in enumerate(rows):
+        f.write(f"{index}\t{name}\t{parent}\t{common}\n")
+  np.save(os.path.join(directory, "species.npy"), text_embeddings.astype(np.float32))
+  with open(os.path.join(os.path.dirname(directory), "teacher.json"), "w") as f:
+    json.dump({"id": "hf-hub:imageomics/bioclip", "real_weights": False,
+               "logit_scale": logit_scale, "embed_dim": int(text_embeddings.shape[1])}, f)
+
+
+def project_export(export_dir: str, resolution: int, embed_dim: int, text_embeddings: np.ndarray,
+                   logit_scale: float, dtype: str, seed: int):
+  """Exports a tiny, briefly trained QAT student with bioclip_lite_tf.export.export.
+
+  Returns a function float32 [n, R, R, 3] 0..255 -> float32 [n, D]: the Python-side reference
+  (export_graph.weights_only_reference, what the exporter promises TF.js reproduces).
+  """
+  from bioclip_lite_tf import export, export_graph, export_testing
+  from bioclip_lite_tf.keras import keras
+  keras.utils.set_random_seed(seed)
+  qat = export_testing.quantize_per_tensor(
+      export_testing.tiny_float_model(resolution=resolution, embed_dim=embed_dim))
+  photos = export_testing.synthetic_photos(16, resolution, seed=seed)
+  targets = export_testing.unit_rows(
+      np.random.default_rng(seed).normal(size=(16, embed_dim)).astype(np.float32))
+  export_testing.train_briefly(qat, photos, targets, steps=3, seed=seed)
+  with tempfile.TemporaryDirectory() as scratch:
+    bank_dir = os.path.join(scratch, "label_bank")
+    _write_source_label_bank(bank_dir, text_embeddings, logit_scale)
+    export.export(workdir=scratch, out_dir=export_dir, label_bank_dir=bank_dir,
+                  label_bank_dtype=dtype, num_representative=4, qat_model=qat)
+  # The npm package reads only tfjs/, labels/ and manifest.json; the TFLite model and the
+  # SavedModel stay listed in the manifest but are dropped to keep the fixture small.
+  import shutil
+  for unused in ("tflite", "saved_model"):
+    shutil.rmtree(os.path.join(export_dir, unused), ignore_errors=True)
+  return lambda images: export_graph.weights_only_reference(qat, images)
+
+
 def main(argv):
   del argv
   rng = np.random.default_rng(FLAGS.seed)
@@ -268,18 +323,25 @@ def main(argv):
   text /= np.linalg.norm(text, axis=1, keepdims=True)
   logit_scale = 100.0
 
-  model = _standin_student(resolution, embed_dim, FLAGS.seed)
-  standin_export(export_dir, model, text, logit_scale, resolution, FLAGS.label_dtype)
-  small = _standin_student(FLAGS.small_resolution, embed_dim, FLAGS.seed + 1)
-  standin_export(os.path.join(staging, "export_small"), small, text, logit_scale,
-                 FLAGS.small_resolution, FLAGS.label_dtype)
-  logging.info("stand-in export written (bioclip_lite_tf.export not used)")
+  small_dir = os.path.join(staging, "export_small")
+  if FLAGS.exporter == "project":
+    reference = project_export(export_dir, resolution, embed_dim, text, logit_scale,
+                               FLAGS.label_dtype, FLAGS.seed)
+    project_export(small_dir, FLAGS.small_resolution, embed_dim, text, logit_scale,
+                   FLAGS.label_dtype, FLAGS.seed + 1)
+  else:
+    model = _standin_student(resolution, embed_dim, FLAGS.seed)
+    standin_export(export_dir, model, text, logit_scale, resolution, FLAGS.label_dtype)
+    small = _standin_student(FLAGS.small_resolution, embed_dim, FLAGS.seed + 1)
+    standin_export(small_dir, small, text, logit_scale, FLAGS.small_resolution, FLAGS.label_dtype)
+    reference = lambda images: model.predict(images, verbose=0)
+  logging.info("exports written with the %s exporter", FLAGS.exporter)
 
   bank, scale = device_bank_embeddings(export_dir)
   photos_dir = os.path.join(staging, "photos")
   os.makedirs(photos_dir)
   expected = {"resolution": resolution, "embed_dim": embed_dim, "logit_scale": scale,
-              "exporter": "stand-in", "photos": []}
+              "exporter": FLAGS.exporter, "photos": []}
   for name, pixels in make_photos(rng, resolution).items():
     data = jpeg_bytes(pixels)
     decoded = pil_decode(data)
@@ -290,7 +352,7 @@ def main(argv):
         f.write(decoded.tobytes())
     entry = {"name": name, "height": int(decoded.shape[0]), "width": int(decoded.shape[1])}
     if decoded.shape[:2] == (resolution, resolution):
-      embedding = model.predict(decoded[None].astype(np.float32), verbose=0)[0]
+      embedding = reference(decoded[None].astype(np.float32))[0]
       logits = scale * bank @ embedding
       top5 = np.argsort(-logits, kind="stable")[:5]
       entry.update(embedding=[float(v) for v in embedding],
@@ -302,7 +364,7 @@ def main(argv):
       with open(os.path.join(photos_dir, name + ".bicubic.rgb"), "wb") as f:
         f.write(squashed.tobytes())
       entry["bicubic_file"] = name + ".bicubic.rgb"
-      embedding = model.predict(squashed[None].astype(np.float32), verbose=0)[0]
+      embedding = reference(squashed[None].astype(np.float32))[0]
       entry["bicubic_embedding"] = [float(v) for v in embedding]
     expected["photos"].append(entry)
   with open(os.path.join(staging, "expected.json"), "w") as f:
