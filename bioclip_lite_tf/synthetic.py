@@ -145,6 +145,32 @@ def build_dataset(out_dir: str, **cache_kwargs) -> str:
   return data_dir
 
 
+GENERATOR_VERSION = 1
+
+
+def cached_dataset(root: str = "", **cache_kwargs) -> str:
+  """build_dataset into a directory keyed by the arguments, reused when already built.
+
+  For tests: one build per parameter set per machine. A finished build is marked by
+  `complete.json`, written last; anything else in the directory is rebuilt.
+  """
+  import tempfile
+  key = hashlib.sha1(json.dumps([GENERATOR_VERSION, sorted(cache_kwargs.items())]).encode()
+                     ).hexdigest()[:12]
+  out_dir = os.path.join(root or tempfile.gettempdir(), f"bioclip_lite_synthetic_{key}")
+  marker = os.path.join(out_dir, "complete.json")
+  if os.path.exists(marker):
+    return os.path.join(out_dir, "tfds")
+  if os.path.exists(out_dir):
+    shutil.rmtree(out_dir)
+  data_dir = build_dataset(out_dir, **cache_kwargs)
+  tmp = marker + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(cache_kwargs, f)
+  os.replace(tmp, marker)
+  return data_dir
+
+
 def main(argv):
   del argv
   from absl import flags
