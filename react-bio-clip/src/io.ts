@@ -10,6 +10,8 @@ import {LabelBank} from './label_bank';
 import {Bytes, ExportManifest, LabelBankJson, LabelsSource} from './types';
 
 export const SUPPORTED_MANIFEST_VERSIONS = [1];
+/** manifest.json's `format` (bioclip_lite_tf/export.py). */
+export const EXPORT_FORMAT = 'bioclip-lite-export';
 
 /** Path of a file relative to the export directory, as manifest.json keys it. */
 export const EXPORT_PATHS = {
@@ -95,6 +97,9 @@ export function checkManifest(manifest: ExportManifest, where: string): ExportMa
     throw new BioClipFormatError(`manifest ${where}: ${what}`);
   };
   if (!manifest || typeof manifest !== 'object') bad('is not a JSON object');
+  if (manifest.format !== undefined && manifest.format !== EXPORT_FORMAT) {
+    bad(`format is "${manifest.format}", expected "${EXPORT_FORMAT}"`);
+  }
   if (!SUPPORTED_MANIFEST_VERSIONS.includes(manifest.format_version)) {
     bad(`format_version ${manifest.format_version} is not supported (this package reads ` +
         `${SUPPORTED_MANIFEST_VERSIONS.join(', ')})`);
@@ -142,6 +147,16 @@ export async function readLabelBank(source: LabelsSource, manifest: ExportManife
   }
   if (jsonBytes) await checkSha256(manifest, EXPORT_PATHS.labelsJson, jsonBytes, `label bank ${where}`);
   await checkSha256(manifest, EXPORT_PATHS.labelsBin, binBytes, `label_bank.bin of ${where}`);
+  // label_bank.json also records its own .bin: catches a .json and .bin from different banks.
+  const ownBin = (json as {bin?: {sha256?: string}})?.bin?.sha256;
+  if (typeof ownBin === 'string') {
+    const actual = await sha256Hex(binBytes);
+    if (actual !== null && actual !== ownBin.toLowerCase()) {
+      throw new BioClipMismatchError(
+          `label_bank.bin does not belong to label bank ${where}: its sha256 is ${actual}, ` +
+          `label_bank.json records ${ownBin}`);
+    }
+  }
   const bank = LabelBank.parse(json, binBytes, where);
   if (bank.embedDim !== manifest.embed_dim) {
     throw new BioClipMismatchError(

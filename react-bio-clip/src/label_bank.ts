@@ -7,6 +7,8 @@ import {BioClipFormatError, BioClipInputError} from './errors';
 import {LabelBankJson, Rank, RANKS, RankTable} from './types';
 
 export const SUPPORTED_LABEL_BANK_VERSIONS = [1];
+/** label_bank.json's `format` (bioclip_lite_tf/device_label_bank.py). */
+export const LABEL_BANK_FORMAT = 'bioclip-lite-device-label-bank';
 
 export interface TaxonRef {
   rank: Rank;
@@ -60,6 +62,10 @@ export class LabelBank {
    */
   static parse(json: LabelBankJson, bin: Uint8Array, where: string): LabelBank {
     if (json === null || typeof json !== 'object') fail(where, 'label_bank.json is not a JSON object');
+    const format = (json as {format?: unknown}).format;
+    if (format !== undefined && format !== LABEL_BANK_FORMAT) {
+      fail(where, `format is "${format}", expected "${LABEL_BANK_FORMAT}"`);
+    }
     if (!SUPPORTED_LABEL_BANK_VERSIONS.includes(json.format_version)) {
       fail(where, `format_version ${json.format_version} is not supported ` +
            `(this package reads ${SUPPORTED_LABEL_BANK_VERSIONS.join(', ')})`);

@@ -27,6 +27,8 @@ export type Bytes = ArrayBuffer | Uint8Array;
 
 /** manifest.json of an export directory (docs/FORMATS.md section 4). Extra keys are kept. */
 export interface ExportManifest {
+  /** "bioclip-lite-export" */
+  format?: string;
   format_version: number;
   embed_dim: number;
   resolution: number;
@@ -40,7 +42,8 @@ export interface ExportManifest {
   teacher?: {id?: string; real_weights?: boolean; [key: string]: unknown};
   /** sha256 (and byte size) per file, keyed by the path relative to the export directory. */
   files?: {[relativePath: string]: {sha256: string; bytes?: number}};
-  label_bank?: {num_species: number; dtype: string; [key: string]: unknown};
+  /** Null when the export ships no label bank. */
+  label_bank?: {num_species: number; dtype: string; [key: string]: unknown} | null;
   [key: string]: unknown;
 }
 
