@@ -100,9 +100,16 @@ def write_part(path: str, arrays: Dict[str, np.ndarray]) -> None:
   _atomic_write(path, buf.getvalue())
 
 
-def _photo(rng: np.random.Generator, fmt: str) -> bytes:
-  h, w = (int(v) for v in rng.integers(12, 40, size=2))
-  pixels = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+def _photo(rng: np.random.Generator, fmt: str, size: int = 0) -> bytes:
+  """A random photo: tiny noise of random shape, or (size > 0) a smooth size x size picture
+  whose JPEG is about as large as a TreeOfLife-10M photo's (~15 KB at 224)."""
+  if size:
+    coarse = Image.fromarray(rng.integers(0, 256, size=(6, 6, 3), dtype=np.uint8))
+    smooth = np.asarray(coarse.resize((size, size), Image.BICUBIC), np.float32)
+    pixels = np.clip(smooth + rng.normal(0, 6, smooth.shape), 0, 255).astype(np.uint8)
+  else:
+    h, w = (int(v) for v in rng.integers(12, 40, size=2))
+    pixels = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
   out = io.BytesIO()
   Image.fromarray(pixels).save(out, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
   return out.getvalue()
@@ -110,10 +117,11 @@ def _photo(rng: np.random.Generator, fmt: str) -> bytes:
 
 def write_cache(out_dir: str, num_photos: int = 40, num_shards: int = 2, parts_per_shard: int = 2,
                 embed_dim: int = 16, topk: int = 5, logit_scale: float = 100.0, seed: int = 0,
-                taxa: Sequence = DUMMY_TAXA, png_every: int = 17) -> str:
+                taxa: Sequence = DUMMY_TAXA, png_every: int = 17, photo_size: int = 0) -> str:
   """Writes a complete format-1 cache to out_dir (replacing it). Returns out_dir.
 
-  Photo i has key `dummy-{i:06d}` and species i % len(taxa); every png_every-th photo is PNG.
+  Photo i has key `dummy-{i:06d}` and species i % len(taxa); every png_every-th photo is PNG
+  (png_every=0: none). photo_size=0 makes tiny photos of random shape; N makes N x N photos.
   """
   if os.path.exists(out_dir):
     shutil.rmtree(out_dir)
@@ -134,8 +142,8 @@ def write_cache(out_dir: str, num_photos: int = 40, num_shards: int = 2, parts_p
       # One generator per photo, so a photo's bytes and embedding do not depend on how the
       # photos are cut into shards and parts (the determinism tests rely on it).
       photo_rngs = [np.random.default_rng([seed, int(i)]) for i in rows]
-      images = [_photo(r, "PNG" if png_every and i % png_every == png_every - 1 else "JPEG")
-                for r, i in zip(photo_rngs, rows)]
+      images = [_photo(r, "PNG" if png_every and i % png_every == png_every - 1 else "JPEG",
+                       photo_size) for r, i in zip(photo_rngs, rows)]
       offsets = np.concatenate([[0], np.cumsum([len(b) for b in images])]).astype(np.int64)
       noise = np.stack([r.normal(size=embed_dim) for r in photo_rngs])
       emb = _unit(bank["species"][species] + 0.7 * noise)
