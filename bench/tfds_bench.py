@@ -3,7 +3,7 @@ r"""Throughput of tree_of_life_distill: the build, and reading for training, aga
   .venv/bin/python bench/tfds_bench.py [--num_photos=2000] [--out=bench/results/tfds.json]
 
 1. Writes a format-1 teacher cache of --num_photos 224x224 JPEGs (~15 KB each, like
-   TreeOfLife-10M) with D=512, K=10, using tfds_treeoflife.make_dummy_data (numpy + PIL).
+   TreeOfLife-10M) with D=512, K=10, 1000 made-up species, using tfds_treeoflife.make_dummy_data (numpy + PIL).
 2. Build: `tfds_treeoflife.build.build` in this process (TF import excluded), examples/s.
    With --beam, also the Beam DirectRunner path.
 3. Read: builder.as_dataset -> decode JPEG -> squash-resize to 224 bicubic -> batch 32 ->
@@ -34,6 +34,7 @@ from absl import app, flags, logging  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_photos", 2000, "Photos in the benchmark cache.")
 flags.DEFINE_integer("embed_dim", 512, "Teacher embedding width D of the benchmark cache.")
+flags.DEFINE_integer("num_species", 1000, "Species in the benchmark cache's label bank.")
 flags.DEFINE_integer("topk", 10, "Top-k species logits per photo in the benchmark cache.")
 flags.DEFINE_integer("batch_size", 32, "Batch size for reading and for the train step.")
 flags.DEFINE_integer("resolution", 224, "Squash-resize target (BioCLIP: 224).")
@@ -46,15 +47,17 @@ flags.DEFINE_string("out", "bench/results/tfds.json", "Where to write the JSON r
 
 def _bench_build(work: str) -> dict:
   from tfds_treeoflife.build import build
-  from tfds_treeoflife.make_dummy_data import write_cache
+  from tfds_treeoflife.make_dummy_data import synthetic_taxa, write_cache
   cache = os.path.join(work, "cache")
   t = time.perf_counter()
   write_cache(cache, num_photos=FLAGS.num_photos, num_shards=4, parts_per_shard=2,
-              embed_dim=FLAGS.embed_dim, topk=FLAGS.topk, png_every=0, photo_size=224)
+              embed_dim=FLAGS.embed_dim, topk=FLAGS.topk, png_every=0, photo_size=224,
+              taxa=synthetic_taxa(FLAGS.num_species))
   logging.info("cache of %d photos written in %.1f s", FLAGS.num_photos, time.perf_counter() - t)
   cache_bytes = sum(os.path.getsize(os.path.join(r, f))
                     for r, _, fs in os.walk(os.path.join(cache, "rows")) for f in fs)
   out = {"num_photos": FLAGS.num_photos, "cache_bytes": cache_bytes,
+         "num_species": FLAGS.num_species,
          "embed_dim": FLAGS.embed_dim, "topk": FLAGS.topk}
   t = time.perf_counter()
   builder = build(cache, os.path.join(work, "tfds"))

@@ -69,13 +69,17 @@ def remove_stale_incomplete(builder: tfds.core.DatasetBuilder) -> int:
   return removed
 
 
+# TFDS's writer raises AssertionError with this text when two examples have the same key.
+_DUPLICATE_KEYS = "share the same hashed key"
+
+
 def _is_cache_error(e: BaseException) -> bool:
   # Beam runners re-raise worker errors wrapped in their own exception types; the original
   # type name survives in the message.
   while e is not None:
     if isinstance(e, CacheFormatError) or "CacheFormatError" in str(e):
       return True
-    if "DuplicatedKeysError" in type(e).__name__ or "Duplicate keys" in str(e)[:2000]:
+    if _DUPLICATE_KEYS in str(e)[:2000]:
       return True
     e = e.__cause__ or e.__context__
   return False
@@ -99,12 +103,18 @@ def build(cache_dir: str, data_dir: str, config: str = "default", beam_runner: s
     tf.io.gfile.rmtree(os.fspath(builder.data_path))
     builder = TreeOfLifeDistill(cache_dir=cache_dir, data_dir=data_dir, config=config,
                                 require_complete_cache=not allow_incomplete_cache)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=cache_dir,
-      download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
-      # Statistics would be a second full pass over 10M photos; counts are recorded anyway.
-      compute_stats=tfds.download.ComputeStatsMode.SKIP,
-      beam_runner=runner, beam_options=options))
+  try:
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=cache_dir,
+        download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
+        # Statistics would be a second full pass over 10M photos; counts are recorded anyway.
+        compute_stats=tfds.download.ComputeStatsMode.SKIP,
+        beam_runner=runner, beam_options=options))
+  except AssertionError as e:
+    if _DUPLICATE_KEYS in str(e):
+      raise CacheFormatError(f"{cache_dir}: two rows share the same sample key (keys must be "
+                             "unique in the cache; the duplicates are logged above)") from e
+    raise
   return builder
 
 

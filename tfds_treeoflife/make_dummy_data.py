@@ -43,6 +43,16 @@ DUMMY_TAXA: Tuple[Tuple[Tuple[str, ...], str, str], ...] = (
 )
 
 
+def synthetic_taxa(num_species: int, branching: int = 4):
+  """num_species made-up taxa in a balanced tree (for benchmarks that need a bigger bank)."""
+  taxa = []
+  for i in range(num_species):
+    lineage = tuple(f"{rank.capitalize()}{(i // branching ** (6 - r)) % (branching ** (r + 1))}"
+                    for r, rank in enumerate(RANKS[:-1]))
+    taxa.append((lineage, f"species{i}", f"synthetic {i}" if i % 3 else ""))
+  return tuple(taxa)
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
   return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 

@@ -65,6 +65,15 @@ def test_bad_rows_fail_naming_the_part(tmp_path, dummy_cache, corrupt, message):
   assert not os.path.exists(tmp_path / "d" / "tree_of_life_distill" / "default" / "1.0.0")
 
 
+def test_duplicate_keys(tmp_path, dummy_cache):
+  def copy_key(a):
+    a["key"] = a["key"].copy()
+    a["key"][1] = a["key"][0]
+  _edit_first_part(dummy_cache, copy_key)
+  with pytest.raises(CacheFormatError, match=r"two rows share the same sample key"):
+    build(dummy_cache, str(tmp_path / "d"))
+
+
 def test_wrong_format_version(tmp_path, dummy_cache):
   _edit_manifest(dummy_cache, format_version=2)
   with pytest.raises(CacheFormatError, match=r"manifest.json: format_version is 2"):
