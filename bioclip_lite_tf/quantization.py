@@ -105,18 +105,30 @@ def snap_to_tfjs_grid(weights: np.ndarray, max_iterations: int = 8) -> np.ndarra
 
 
 def fake_quant_per_tensor(weights: tf.Tensor) -> tf.Tensor:
-  """TF fake quantization onto the per-tensor grid of `weights` itself (range forced to hold 0).
+  """Fake quantization onto the per-tensor uint8 grid TF.js will compute for `weights` itself.
 
   Float32 in/out, same shape. Its levels equal TF.js's levels for the same tensor; the values
   agree to within 1 float32 ulp (TF computes in float32, TF.js's converter in float64).
   Gradient: straight-through for the weights; none for the range (it follows the weights).
+
+  A tensor whose range spans 0 (every real kernel, and every pruned one) goes through
+  tf.quantization.fake_quant_with_min_max_vars: its TFLite-style nudging is TF.js's. TF.js does
+  not nudge a one-signed range, whereas TF's op would force 0 into it, so such a tensor (and a
+  constant one) takes a plain affine rounding with TF.js's rules instead.
   """
-  lo = tf.stop_gradient(tf.minimum(tf.reduce_min(weights), 0.0))
-  hi = tf.stop_gradient(tf.maximum(tf.reduce_max(weights), 0.0))
+  lo_data = tf.stop_gradient(tf.reduce_min(weights))
+  hi_data = tf.stop_gradient(tf.reduce_max(weights))
+  spans_zero = tf.logical_and(lo_data <= 0.0, hi_data >= 0.0)
   # An all-zero tensor (a fully pruned kernel) has lo == hi == 0; fake_quant needs lo < hi.
-  hi = tf.where(hi > lo, hi, lo + 1e-6)
-  return tf.quantization.fake_quant_with_min_max_vars(
-      weights, lo, hi, num_bits=NUM_BITS, narrow_range=False)
+  hi_fq = tf.where(hi_data > lo_data, hi_data, lo_data + 1e-6)
+  nudged = tf.quantization.fake_quant_with_min_max_vars(
+      weights, lo_data, hi_fq, num_bits=NUM_BITS, narrow_range=False)
+  scale = (hi_data - lo_data) / _QMAX
+  safe_scale = tf.where(scale > 0, scale, 1.0)
+  levels = tf.round((weights - lo_data) / safe_scale)   # half to even, like numpy's np.round
+  affine = tf.where(scale > 0, levels * safe_scale + lo_data, weights)
+  affine = weights + tf.stop_gradient(affine - weights)
+  return tf.where(spans_zero, nudged, affine)
 
 
 # ---------------------------------------------------------------------------------------------
