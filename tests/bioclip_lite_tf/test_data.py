@@ -1,0 +1,80 @@
+"""The input pipeline on a real built tree_of_life_distill (made by the tests, D=24)."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from bioclip_lite_tf import data as data_lib
+from bioclip_lite_tf import synthetic
+from bioclip_lite_tf.config import ConfigDict
+from bioclip_lite_tf.keras import tf
+from bioclip_lite_tf.layers import squash_resize
+
+DATA_CONFIG = ConfigDict(name="tree_of_life_distill", builder_config="", train_split="train",
+                         eval_split="validation", shuffle_buffer=32, seed=0, max_eval_examples=0)
+
+
+@pytest.fixture(scope="module")
+def data_dir():
+  return synthetic.cached_dataset(num_photos=96, embed_dim=24, image_size=40)
+
+
+def test_open_reads_widths_and_label_bank_from_the_dataset(data_dir):
+  data = data_lib.open_dataset(data_dir, DATA_CONFIG)
+  assert data.embed_dim == 24 and data.topk == 5
+  bank = data.bank
+  assert bank.species_text_embeddings.shape == (len(synthetic.SYNTHETIC_TAXA), 24)
+  # ancestors follow the parent links of the TSV tables, rank by rank
+  names = bank.names
+  for s, species in enumerate(names["species"]):
+    for r, rank in enumerate(data_lib.RANKS):
+      assert species.startswith(names[rank][bank.ancestors[r, s]])
+  # the version directory itself works as --data_dir too
+  assert data_lib.open_dataset(data.dataset_dir, DATA_CONFIG).dataset_dir == data.dataset_dir
+
+
+def test_batches_have_the_documented_shapes_and_teacher_geometry(data_dir):
+  data = data_lib.open_dataset(data_dir, DATA_CONFIG)
+  ds = data_lib.make_dataset(data, "validation", 32, 4, training=False)
+  batch = next(iter(ds))
+  assert batch["image"].shape == (4, 32, 32, 3) and batch["image"].dtype == tf.float32
+  assert batch["teacher_embedding"].shape == (4, 24)
+  assert batch["topk_species_indices"].dtype == tf.int32
+  assert batch["labels"].shape == (4, 7)
+  # The image is the squash-resize of the decoded photo (the same function the model wraps).
+  raw = next(iter(data.builder.as_dataset(split="validation")))
+  want = squash_resize(raw["image"], 32)
+  np.testing.assert_allclose(batch["image"][0].numpy(), want.numpy(), atol=1e-4)
+  assert float(tf.reduce_max(batch["image"])) <= 255.0
+
+
+def _stream(data, skip_records, n):
+  ds = data_lib.make_dataset(data, "train", 32, 4, training=True, seed=3, shuffle_buffer=16,
+                             skip_records=skip_records)
+  return [b["teacher_embedding"].numpy() for _, b in zip(range(n), ds)]
+
+
+def test_resumed_stream_continues_where_the_killed_one_stopped(data_dir):
+  data = data_lib.open_dataset(data_dir, DATA_CONFIG)
+  full = _stream(data, 0, 30)          # 30 batches of 4 > one epoch of train: repeats too
+  resumed = _stream(data, 7 * 4, 23)   # a run killed after step 7
+  for a, b in zip(full[7:], resumed):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_missing_or_wrong_data_dir_is_a_data_error(tmp_path):
+  with pytest.raises(data_lib.DataError, match="--data_dir is required"):
+    data_lib.find_dataset_dir("")
+  with pytest.raises(data_lib.DataError, match="does not exist"):
+    data_lib.find_dataset_dir(str(tmp_path / "nope"))
+  with pytest.raises(data_lib.DataError, match="no built tree_of_life_distill"):
+    data_lib.find_dataset_dir(str(tmp_path))
+
+
+def test_ancestors_reject_a_broken_tree():
+  parents = {r: np.zeros(1, np.int64) for r in data_lib.RANKS}
+  parents["kingdom"] = np.array([-1])
+  parents["genus"] = np.array([-1])
+  with pytest.raises(data_lib.DataError, match="genus"):
+    data_lib.ancestors_from_parents(parents)
