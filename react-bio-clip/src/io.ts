@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 
 import {BioClipFormatError, BioClipLoadError, BioClipMismatchError} from './errors';
+import {expandScalarFusedBias} from './graph_compat';
 import {LabelBank} from './label_bank';
 import {Bytes, ExportManifest, LabelBankJson, LabelsSource} from './types';
 
@@ -180,7 +181,7 @@ export async function readLabelBank(source: LabelsSource, manifest: ExportManife
  */
 export async function readGraphModel(
     model: string | tf.io.IOHandler, manifest: ExportManifest): Promise<tf.GraphModel> {
-  let handler: tf.io.IOHandler;
+  let artifacts: tf.io.ModelArtifacts;
   if (typeof model === 'string') {
     const jsonBytes = await fetchBytes(model, 'model.json');
     await checkSha256(manifest, EXPORT_PATHS.modelJson, jsonBytes, `model ${model}`);
@@ -188,7 +189,7 @@ export async function readGraphModel(
     if (!modelJson.modelTopology || !Array.isArray(modelJson.weightsManifest)) {
       throw new BioClipFormatError(`model ${model} is not a TF.js model.json (no modelTopology/weightsManifest)`);
     }
-    const artifacts = await tf.io.getModelArtifactsForJSON(modelJson, async (weightsManifest) => {
+    artifacts = await tf.io.getModelArtifactsForJSON(modelJson, async (weightsManifest) => {
       const specs: tf.io.WeightsManifestEntry[] = [];
       const buffers: ArrayBuffer[] = [];
       for (const group of weightsManifest) {
@@ -202,16 +203,19 @@ export async function readGraphModel(
       }
       return [specs, buffers];
     });
-    handler = tf.io.fromMemory(artifacts);
   } else if (model && typeof model.load === 'function') {
-    handler = model;
+    try {
+      artifacts = await model.load();
+    } catch (error) {
+      throw new BioClipLoadError(`the model's IOHandler failed to load: ${(error as Error).message}`, error);
+    }
+    if (!artifacts || !artifacts.modelTopology) throw new BioClipFormatError('the model\'s IOHandler returned no modelTopology');
   } else {
     throw new BioClipFormatError('model must be the URL of model.json or a tf.io.IOHandler');
   }
   try {
-    return await tf.loadGraphModel(handler);
+    return await tf.loadGraphModel(tf.io.fromMemory(expandScalarFusedBias(artifacts)));
   } catch (error) {
-    if (error instanceof BioClipLoadError || error instanceof BioClipFormatError) throw error;
     throw new BioClipLoadError(`could not load the TF.js graph model: ${(error as Error).message}`, error);
   }
 }
