@@ -25,26 +25,31 @@ from tfds_treeoflife.cache_reader import CacheFormatError  # noqa: E402
 from tfds_treeoflife.tree_of_life_distill import TreeOfLifeDistill  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("cache_dir", None, "teacher_cache output directory to build from "
-                    "(manifest.json, label_bank/, rows/). Any path tf.io.gfile reads.")
-flags.DEFINE_string("data_dir", None, "TFDS data_dir to write into; the dataset lands in "
-                    "DATA_DIR/tree_of_life_distill/<config>/<version>/.")
-flags.DEFINE_enum("config", "default", [c.name for c in TreeOfLifeDistill.BUILDER_CONFIGS],
-                  "Builder config: 'default' (train/validation) or 'species_holdout' (adds a "
-                  "holdout split of whole species).")
-flags.DEFINE_string("beam_runner", "", "Build through Apache Beam with this runner, e.g. "
-                    "DirectRunner, DataflowRunner, FlinkRunner, SparkRunner. Empty: build in "
-                    "this process without Beam.")
-flags.DEFINE_list("beam_options", [], "Beam pipeline options, comma-separated, e.g. "
-                  "'--direct_num_workers=2,--direct_running_mode=multi_processing' or "
-                  "'--project=P,--region=R,--temp_location=gs://B/tmp'.")
-flags.DEFINE_bool("overwrite", False, "Delete an existing built copy of this config/version "
-                  "and build again.")
-flags.DEFINE_bool("allow_incomplete_cache", False, "Build from the finished parts of a cache "
-                  "whose shards are not all done (the dataset will then not be reproducible).")
-flags.DEFINE_bool("clean_incomplete", True, "Remove `incomplete.*` directories that a killed "
-                  "build of this config left behind. Turn off if another build of the same "
-                  "config writes to this data_dir at the same time.")
+
+
+def define_flags() -> None:
+  """Defines the CLI flags. Only when run as a program, so importing `build()` from another
+  absl program (a trainer, a test) cannot collide with its own --data_dir or --config."""
+  flags.DEFINE_string("cache_dir", None, "teacher_cache output directory to build from "
+                      "(manifest.json, label_bank/, rows/). Any path tf.io.gfile reads.")
+  flags.DEFINE_string("data_dir", None, "TFDS data_dir to write into; the dataset lands in "
+                      "DATA_DIR/tree_of_life_distill/<config>/<version>/.")
+  flags.DEFINE_enum("config", "default", [c.name for c in TreeOfLifeDistill.BUILDER_CONFIGS],
+                    "Builder config: 'default' (train/validation) or 'species_holdout' (adds a "
+                    "holdout split of whole species).")
+  flags.DEFINE_string("beam_runner", "", "Build through Apache Beam with this runner, e.g. "
+                      "DirectRunner, DataflowRunner, FlinkRunner, SparkRunner. Empty: build in "
+                      "this process without Beam.")
+  flags.DEFINE_list("beam_options", [], "Beam pipeline options, comma-separated, e.g. "
+                    "'--direct_num_workers=2,--direct_running_mode=multi_processing' or "
+                    "'--project=P,--region=R,--temp_location=gs://B/tmp'.")
+  flags.DEFINE_bool("overwrite", False, "Delete an existing built copy of this config/version "
+                    "and build again.")
+  flags.DEFINE_bool("allow_incomplete_cache", False, "Build from the finished parts of a cache "
+                    "whose shards are not all done (the dataset will then not be reproducible).")
+  flags.DEFINE_bool("clean_incomplete", True, "Remove `incomplete.*` directories that a killed "
+                    "build of this config left behind. Turn off if another build of the same "
+                    "config writes to this data_dir at the same time.")
 
 
 def _fail(msg: str, code: int) -> int:
@@ -141,5 +146,14 @@ def main(argv):
   return 0
 
 
+def _parse_flags(argv):
+  # absl exits 1 on a bad flag; bad usage is exit 2 throughout this project.
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(_fail(f"{e}\nRun with --help for the flags.", 2))
+
+
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  define_flags()
+  app.run(lambda argv: sys.exit(main(argv)), flags_parser=_parse_flags)

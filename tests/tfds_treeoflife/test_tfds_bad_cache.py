@@ -127,3 +127,6 @@ def test_cli_exit_2_on_bad_caches(tmp_path, dummy_cache, run_module):
 
   r = run_module("tfds_treeoflife.build", f"--data_dir={tmp_path / 'd'}")
   assert r.returncode == 2 and "--cache_dir" in r.stderr
+  r = run_module("tfds_treeoflife.build", f"--cache_dir={dummy_cache}",
+                 f"--data_dir={tmp_path / 'd'}", "--config=no_such_config")
+  assert r.returncode == 2 and "no_such_config" in r.stderr
