@@ -25,15 +25,38 @@ export function toUint8(bytes: Bytes): Uint8Array {
   return bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
 }
 
-/** `relative` resolved against the folder of `base` (a URL or a plain path). */
+/**
+ * `relative` resolved against the folder of `base` (a URL or a plain path). Done by hand:
+ * React Native's URL class does not implement resolution against a base.
+ */
 export function resolveRelative(base: string, relative: string): string {
-  if (/^[a-z][a-z0-9+.-]*:/i.test(base)) return new URL(relative, base).toString();
-  const parts = base.split('/').slice(0, -1);
+  if (/^[a-z][a-z0-9+.-]*:/i.test(relative)) return relative;
+  const origin = /^[a-z][a-z0-9+.-]*:\/\/[^/]*/i.exec(base)?.[0] ?? '';
+  const basePath = base.slice(origin.length).split(/[?#]/)[0];
+  const parts = relative.startsWith('/') ? [''] : basePath.split('/').slice(0, -1);
   for (const part of relative.split('/')) {
-    if (part === '..') parts.pop();
-    else if (part !== '.') parts.push(part);
+    if (part === '..') {
+      if (parts.length > 1 || (parts.length === 1 && parts[0] !== '')) parts.pop();
+    } else if (part !== '.' && part !== '') {
+      parts.push(part);
+    }
   }
-  return parts.join('/');
+  return origin + parts.join('/');
+}
+
+/** UTF-8 bytes to a string; TextDecoder where it exists (Hermes may lack it). */
+export function decodeUtf8(bytes: Uint8Array): string {
+  if (typeof TextDecoder !== 'undefined') return new TextDecoder().decode(bytes);
+  let out = '';
+  for (let i = 0; i < bytes.length;) {
+    const b = bytes[i++];
+    let code = b;
+    if (b >= 0xf0) code = ((b & 0x07) << 18) | ((bytes[i++] & 0x3f) << 12) | ((bytes[i++] & 0x3f) << 6) | (bytes[i++] & 0x3f);
+    else if (b >= 0xe0) code = ((b & 0x0f) << 12) | ((bytes[i++] & 0x3f) << 6) | (bytes[i++] & 0x3f);
+    else if (b >= 0xc0) code = ((b & 0x1f) << 6) | (bytes[i++] & 0x3f);
+    out += String.fromCodePoint(code);
+  }
+  return out;
 }
 
 export async function fetchBytes(url: string, what: string): Promise<Uint8Array> {
@@ -54,7 +77,7 @@ export async function fetchBytes(url: string, what: string): Promise<Uint8Array>
 
 export function parseJson<T>(bytes: Uint8Array, what: string): T {
   try {
-    return JSON.parse(new TextDecoder().decode(bytes)) as T;
+    return JSON.parse(decodeUtf8(bytes)) as T;
   } catch (error) {
     throw new BioClipFormatError(`${what} is not valid JSON: ${(error as Error).message}`);
   }
