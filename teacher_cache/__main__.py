@@ -39,23 +39,36 @@ flags.DEFINE_integer("max_image_pixels", 89_478_485, "Photos with more pixels th
                      "skipped before decoding (decompression-bomb guard; PIL's default limit).")
 flags.DEFINE_integer("species_chunk", 65536, "Species per block when computing top-k logits.")
 flags.DEFINE_integer("text_batch_size", 256, "Captions per forward pass when building the label bank.")
+flags.DEFINE_integer("torch_threads", 0, "torch intra-op threads for the teacher; 0 keeps torch's "
+                     "default (one per core). Use 1 when the cores are shared with other jobs: "
+                     "oversubscribed OpenMP threads spin and slow the forward pass many times over.")
 flags.DEFINE_float("log_every_seconds", 30.0, "Seconds between progress log lines.")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from teacher_cache.cache_writer import BadConfig, CacheConfig, ResumeMismatch, run_shard
-    from teacher_cache.label_bank import LabelBankError
+    # Torch-free checks first, so a wrong path or a foreign cache fails in about a second.
+    from teacher_cache.manifest import ResumeMismatch, check_source_early
     from teacher_cache.sources import SourceError, open_source
     from teacher_cache.taxonomy import TaxonomyError
-    from teacher_cache.teachers import TeacherError, load_teacher
 
     try:
         if not FLAGS.out_dir:
             raise SourceError("--out_dir is required")
-        # Cheap checks first, so a wrong path fails before the teacher loads.
         source = open_source(FLAGS.source, FLAGS.source_kind)
+        check_source_early(FLAGS.out_dir, source.describe(), FLAGS.num_shards, FLAGS.topk)
+    except (SourceError, ResumeMismatch, TaxonomyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    from teacher_cache.cache_writer import BadConfig, CacheConfig, run_shard
+    from teacher_cache.label_bank import LabelBankError
+    from teacher_cache.teachers import TeacherError, load_teacher
+    if FLAGS.torch_threads > 0:
+        import torch
+        torch.set_num_threads(FLAGS.torch_threads)
+    try:
         teacher = load_teacher(FLAGS.teacher, FLAGS.pretrained, FLAGS.init_seed)
         cfg = CacheConfig(
             out_dir=FLAGS.out_dir, shard_index=FLAGS.shard_index, num_shards=FLAGS.num_shards,

@@ -28,19 +28,15 @@ from absl import logging
 from teacher_cache import atomic
 from teacher_cache.label_bank import (LABEL_BANK_DIR, LabelBankError, build_label_bank,
                                       label_bank_meta, load_label_bank)
+from teacher_cache.manifest import FORMAT_VERSION, ResumeMismatch, check_same
 from teacher_cache.sources import RawSample, Source, printable
 from teacher_cache.taxonomy import NUM_RANKS, TEXT_TEMPLATE, TEXT_TEMPLATE_NO_COMMON, Taxonomy
 from teacher_cache.teachers import DEFAULT_MAX_IMAGE_PIXELS, SkipSample, Teacher, decode_and_resize
 from teacher_cache.topk import streaming_topk
 
-FORMAT_VERSION = 1
 _PART = re.compile(r"^part-(\d{6})\.npz$")
 # Keep the species matrix in RAM up to this size; beyond it, stream it from the memmap.
 _SPECIES_IN_RAM_BYTES = 2 << 30
-
-
-class ResumeMismatch(ValueError):
-    """The output directory belongs to another source/teacher/configuration. Exit code 2."""
 
 
 class BadConfig(ValueError):
@@ -78,32 +74,6 @@ def _locked(out_dir: str):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-# Fields that must agree between a resumed run and the cache it resumes.
-def _identity(m: Dict) -> Dict[str, object]:
-    return {
-        "format_version": m["format_version"],
-        "teacher.id": m["teacher"]["id"],
-        "teacher.pretrained": m["teacher"]["pretrained"],
-        "teacher.checkpoint_sha256": m["teacher"]["checkpoint_sha256"],
-        "preprocessing": m["preprocessing"],
-        "text_template": m["text_template"],
-        "topk_requested": m["topk_requested"],
-        "source.kind": m["source"]["kind"],
-        "source.fingerprint": m["source"]["fingerprint"],
-        "shards.num_shards": m["shards"]["num_shards"],
-    }
-
-
-def _check_same(old: Dict, new: Dict, where: str) -> None:
-    a, b = _identity(old), _identity(new)
-    diffs = [f"{k}: cache has {a[k]!r}, this run has {b[k]!r}" for k in a if a[k] != b[k]]
-    if diffs:
-        raise ResumeMismatch(
-            f"{where} was written by a different run and cannot be resumed with these "
-            f"arguments; use a new --out_dir or the original arguments. Differences:\n  "
-            + "\n  ".join(diffs))
-
-
 def prepare_cache(cfg: CacheConfig, source: Source, teacher: Teacher) -> Tuple[Dict, Taxonomy]:
     """Validates or creates manifest.json and label_bank/ (once, under the directory lock).
 
@@ -131,7 +101,7 @@ def prepare_cache(cfg: CacheConfig, source: Source, teacher: Teacher) -> Tuple[D
         if os.path.isfile(manifest_path):
             with open(manifest_path, encoding="utf-8") as f:
                 old = json.load(f)
-            _check_same(old, manifest, cfg.out_dir)
+            check_same(old, manifest, cfg.out_dir)
             manifest = old
         bank_dir = os.path.join(cfg.out_dir, LABEL_BANK_DIR)
         if os.path.isdir(bank_dir):

@@ -167,18 +167,26 @@ def _define_flags():
                         "tag, or 'none' for random weights. Ignored for hf-hub:/local-dir:.")
     flags.DEFINE_integer("init_seed", 0, "torch seed for --pretrained=none (random weights).")
     flags.DEFINE_integer("text_batch_size", 256, "Captions encoded per forward pass.")
+    flags.DEFINE_integer("torch_threads", 0, "torch intra-op threads; 0 keeps torch's default.")
 
 
 def main(argv):
-    from teacher_cache.teachers import TeacherError, load_teacher  # torch only when run
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
+    try:  # input checks first: a bad species file fails before torch loads
         if not FLAGS.species_file or not FLAGS.out_dir:
             raise TaxonomyError("--species_file and --out_dir are required")
         taxonomy = read_species_file(FLAGS.species_file)
         if os.path.exists(os.path.join(FLAGS.out_dir, LABEL_BANK_DIR)):
             raise LabelBankError(f"{FLAGS.out_dir}/{LABEL_BANK_DIR} already exists; choose a new --out_dir")
+    except (TaxonomyError, LabelBankError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from teacher_cache.teachers import TeacherError, load_teacher  # torch only when needed
+    if FLAGS.torch_threads > 0:
+        import torch
+        torch.set_num_threads(FLAGS.torch_threads)
+    try:
         teacher = load_teacher(FLAGS.teacher, FLAGS.pretrained, FLAGS.init_seed)
         build_label_bank(FLAGS.out_dir, taxonomy, teacher, FLAGS.text_batch_size)
     except (TaxonomyError, LabelBankError, TeacherError) as e:
