@@ -56,15 +56,17 @@ def iter_tar_samples(path: str) -> Iterator[TarSample]:
                 if not info.isfile():
                     continue
                 key, ext = split_member_name(info.name)
-                fobj = tar.extractfile(info)
-                data = fobj.read() if fobj is not None else b""
-                if len(data) != info.size:
-                    raise tarfile.ReadError(f"member {info.name!r} is short")
+                # A new key completes the previous sample before this member is read, so
+                # damage inside this member never costs the sample before it.
                 if current is not None and current.key != key:
                     yield current
                     current = None
                 if current is None:
                     current = TarSample(key=key, members={})
+                fobj = tar.extractfile(info)
+                data = fobj.read() if fobj is not None else b""
+                if len(data) != info.size:
+                    raise tarfile.ReadError(f"member {info.name!r} is short")
                 current.members[ext] = data
         except (tarfile.TarError, EOFError, OSError, ValueError) as e:
             bad_key = current.key if current is not None else path
