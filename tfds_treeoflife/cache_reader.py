@@ -14,7 +14,7 @@ import json
 import os
 import re
 import zipfile
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -349,6 +349,3 @@ def image_bytes_of(part: Dict[str, np.ndarray], row: int) -> bytes:
   off = part["image_offsets"]
   return part["image_bytes"][int(off[row]):int(off[row + 1])].tobytes()
 
-
-def taxon_names_by_rank(spec: CacheSpec) -> Dict[str, Sequence[str]]:
-  return {r: spec.tables[r].names for r in RANKS}

@@ -15,7 +15,6 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 from absl import logging
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfds_treeoflife import cache_reader

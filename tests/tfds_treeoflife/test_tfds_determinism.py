@@ -13,6 +13,8 @@ import tensorflow_datasets as tfds  # noqa: E402
 from tfds_treeoflife import load_label_bank  # noqa: E402
 from tfds_treeoflife.build import build  # noqa: E402
 from tfds_treeoflife.make_dummy_data import write_cache  # noqa: E402
+from tfds_treeoflife.splits import SplitPlan, holdout_species, unit_hash  # noqa: E402
+from hypothesis import given, settings, strategies as st  # noqa: E402
 
 RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 
@@ -86,6 +88,32 @@ def test_rebuild_gives_identical_files(tmp_path, dummy_cache):
   mtimes = {f: os.stat(os.path.join(b1.data_dir, f)).st_mtime_ns for f in files}
   b3 = build(dummy_cache, str(tmp_path / "d1"))
   assert {f: os.stat(os.path.join(b3.data_dir, f)).st_mtime_ns for f in files} == mtimes
+  # --overwrite really rebuilds, to the same bytes.
+  b4 = build(dummy_cache, str(tmp_path / "d1"), overwrite=True)
+  assert {f: os.stat(os.path.join(b4.data_dir, f)).st_mtime_ns for f in files} != mtimes
+  _, mismatch, errors = filecmp.cmpfiles(b2.data_dir, b4.data_dir, files, shallow=False)
+  assert not mismatch and not errors, (mismatch, errors)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=40), st.floats(0.0, 1.0))
+def test_split_plan_properties(key, fraction):
+  plan = SplitPlan(validation_fraction=fraction)
+  split = plan.split_of(key, species_row=0)
+  assert split == plan.split_of(key, species_row=0)  # pure function of the key
+  assert 0.0 <= unit_hash(key, "validation") < 1.0
+  assert split == ("validation" if unit_hash(key, "validation") < fraction else "train")
+  held = SplitPlan(validation_fraction=fraction, holdout_species=frozenset({0}))
+  assert held.split_of(key, 0) == "holdout" and held.split_of(key, 1) == split
+
+
+def test_holdout_species_rule():
+  names = [f"Genus{i} species{i}" for i in range(2000)]
+  held = holdout_species(names, 0.05)
+  assert 60 < len(held) < 140  # ~5% of 2000
+  assert set(held) == {i for i, n in enumerate(names) if unit_hash(n, "holdout") < 0.05}
+  assert len(holdout_species(names[:3], 1e-9)) == 1  # at least one species
+  assert holdout_species(names, 0.0) == ()
 
 
 def test_examples_match_cache_and_label_bank(tmp_path, dummy_cache):
