@@ -83,6 +83,34 @@ def batchnorm_as_affine(gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray,
   return offset.astype(np.float32), scale.astype(np.float32)
 
 
+@keras.saving.register_keras_serializable(package="bioclip_lite_export")
+class ExportHardSwish(keras.layers.Layer):
+  """x * min(max(x + 3, 0), 6) / 6 (float32, any shape), written so grappler cannot fuse it.
+
+  Any form with Relu6 (the student's `x * (relu6(x + 3) * (1/6))`, or `x * relu6(x + 3) / 6`)
+  matches grappler's oneDNN hard-swish pattern after a conv, and the TF.js converter then emits
+  `_FusedConv2D` with a `_FusedHardSwish` activation, which the wasm backend rejects
+  ("_fusedhardswish activation not yet supported for FusedConv2D"). With Maximum/Minimum the
+  ops stay plain (AddV2, Maximum, Minimum, Mul), which every TF.js backend runs; the values
+  equal relu6's (same clamp), up to float rounding of the final scaling.
+  """
+
+  def call(self, inputs):
+    return inputs * tf.minimum(tf.maximum(inputs + 3.0, 0.0), 6.0) * (1.0 / 6.0)
+
+
+@keras.saving.register_keras_serializable(package="bioclip_lite_export")
+class ExportHardSigmoid(keras.layers.Layer):
+  """min(max(x + 3, 0), 6) / 6 (float32, any shape); see ExportHardSwish."""
+
+  def call(self, inputs):
+    return tf.minimum(tf.maximum(inputs + 3.0, 0.0), 6.0) * (1.0 / 6.0)
+
+
+# Weightless layers replaced in the export graph, by class name (student's and test models').
+_EXPORT_REPLACEMENTS = {"HardSwish": ExportHardSwish, "HardSigmoid": ExportHardSigmoid}
+
+
 @dataclasses.dataclass
 class QuantizedWeight:
   """One weight tensor that the QAT model fake-quantizes.
@@ -149,12 +177,16 @@ def plain_inference_model(qat_model: keras.Model) -> PlainModel:
       config["name"] = layer.name  # keep the wrapper's unique name: "quant_conv2d" etc.
       if isinstance(inner, keras.layers.BatchNormalization):
         new = ChannelAffine(name=layer.name)
+      elif type(inner).__name__ in _EXPORT_REPLACEMENTS and not inner.weights:
+        new = _EXPORT_REPLACEMENTS[type(inner).__name__](name=layer.name)
       else:
         new = inner.__class__.from_config(config)
     elif isinstance(layer, quantize_layer.QuantizeLayer):
       new = keras.layers.Activation("linear", name=layer.name)
     elif isinstance(layer, keras.layers.BatchNormalization):
       new = ChannelAffine(name=layer.name)
+    elif type(layer).__name__ in _EXPORT_REPLACEMENTS and not layer.weights:
+      new = _EXPORT_REPLACEMENTS[type(layer).__name__](name=layer.name)
     else:
       new = layer.__class__.from_config(layer.get_config())
     source_of[id(new)] = layer

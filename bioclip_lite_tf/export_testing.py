@@ -187,3 +187,63 @@ def write_label_bank(directory: str, embed_dim: int, branching=(1, 2, 2, 2, 2, 2
     json.dump({"id": teacher_id, "logit_scale": logit_scale, "embed_dim": embed_dim,
                "real_weights": real_weights}, f)
   return counts
+
+
+def build_workspace(root: str, num_photos: int = 240, embed_dim: int = 512,
+                    resolution: int = 32, alpha: float = 0.35, train_steps: int = 30,
+                    log=print) -> dict:
+  """A complete tiny run for export/evaluate tests, built once per root (reused if present).
+
+  root/cache   a format-1 teacher cache (tfds_treeoflife.make_dummy_data: 8 real species,
+               photos of photo_size 48, teacher embeddings leaning to the true species)
+  root/tfds    the built tree_of_life_distill dataset (python -m tfds_treeoflife.build)
+  root/train   config.json + qat/model.h5: the real student (bioclip_lite_tf.model /
+               quantization, BN folded, per-tensor QAT) trained `train_steps` steps on the
+               cosine to the teacher embedding
+  Returns the paths. `root/.complete` marks a finished build.
+  """
+  import json
+  import os
+  import subprocess
+  import sys
+
+  paths = {"root": root, "cache": os.path.join(root, "cache"),
+           "tfds": os.path.join(root, "tfds"), "train": os.path.join(root, "train")}
+  if os.path.exists(os.path.join(root, ".complete")):
+    return paths
+  os.makedirs(root, exist_ok=True)
+  from tfds_treeoflife import make_dummy_data
+  make_dummy_data.write_cache(paths["cache"], num_photos=num_photos, embed_dim=embed_dim,
+                              photo_size=48, png_every=0)
+  log("workspace: cache written")
+  proc = subprocess.run([sys.executable, "-m", "tfds_treeoflife.build",
+                         f"--cache_dir={paths['cache']}", f"--data_dir={paths['tfds']}"],
+                        capture_output=True, text=True)
+  if proc.returncode != 0:
+    raise RuntimeError(f"tfds build failed: {proc.stderr[-3000:]}")
+  log("workspace: TFDS dataset built")
+
+  from bioclip_lite_tf import eval_data, model as student_model, quantization
+  from bioclip_lite_tf.configs import demo
+  config = demo.get_config("runlocal")
+  config.model.resolution = resolution
+  config.model.alpha = alpha
+  core = student_model.build_student(config.model, embed_dim)
+  folded = student_model.fold_batch_norms(core, config.model, embed_dim)
+  qat = quantization.quantize(folded)
+  dataset_dir = eval_data.find_dataset_dir(paths["tfds"])
+  photos, targets = [], []
+  for batch, labels in eval_data.iter_examples(dataset_dir, "train", resolution):
+    photos.append(batch)
+    targets.append(labels["teacher_embedding"])
+  train_briefly(qat, np.concatenate(photos), np.concatenate(targets), steps=train_steps,
+                batch_size=16)
+  os.makedirs(os.path.join(paths["train"], "qat"), exist_ok=True)
+  tmp = os.path.join(paths["train"], "qat", "model.tmp.h5")
+  qat.save(tmp, include_optimizer=False, save_format="h5")
+  os.replace(tmp, os.path.join(paths["train"], "qat", "model.h5"))
+  with open(os.path.join(paths["train"], "config.json"), "w") as f:
+    json.dump(config.to_dict(), f)
+  log("workspace: QAT student trained and saved")
+  open(os.path.join(root, ".complete"), "w").close()
+  return paths

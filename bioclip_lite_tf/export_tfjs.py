@@ -105,6 +105,89 @@ def decode_weights(model_dir: str) -> Dict[str, np.ndarray]:
   return weights
 
 
+def compact_model_json(model_json: dict) -> dict:
+  """Shrinks model.json without changing the graph; returns the same dict, modified.
+
+  model.json is a sizeable part of a small model's download (about 200 KB for the demo student,
+  ~400 bytes per node). Two safe reductions: grappler's bookkeeping attributes (`_grappler_*`,
+  never read by TF.js) are dropped, and the prefix every inner node shares
+  (`StatefulPartitionedCall/student_core/`) is cut from node and weight names. Input, output
+  and signature names are kept; if cutting would make two names equal, or the graph has a
+  function library (control flow), names are left alone.
+  """
+  topology = model_json["modelTopology"]
+  nodes = topology["node"]
+  for node in nodes:
+    attrs = node.get("attr", {})
+    for key in [k for k in attrs if k.startswith("_grappler")]:
+      del attrs[key]
+  if topology.get("library", {}).get("function"):
+    return model_json
+  protected = {n["name"] for n in nodes if n["op"] == "Placeholder"}
+  for side in ("inputs", "outputs"):
+    for spec in (model_json.get("signature", {}).get(side) or {}).values():
+      protected.add(spec.get("name", "").split(":")[0])
+  candidates = [n["name"] for n in nodes if n["name"] not in protected and "/" in n["name"]]
+  if not candidates:
+    return model_json
+  prefix = os.path.commonprefix(candidates)
+  prefix = prefix[:prefix.rfind("/") + 1]
+  if not prefix:
+    return model_json
+  rename = {n["name"]: (n["name"][len(prefix):] if n["name"] in candidates else n["name"])
+            for n in nodes}
+  if len(set(rename.values())) != len(rename):
+    return model_json
+
+  def renamed_input(ref: str) -> str:
+    control = ref.startswith("^")
+    base = ref[1:] if control else ref
+    name, sep, port = base.partition(":")
+    return ("^" if control else "") + rename.get(name, name) + sep + port
+
+  for node in nodes:
+    node["name"] = rename[node["name"]]
+    if "input" in node:
+      node["input"] = [renamed_input(ref) for ref in node["input"]]
+  for group in model_json.get("weightsManifest", []):
+    for spec in group["weights"]:
+      spec["name"] = rename.get(spec["name"], spec["name"])
+  return model_json
+
+
+def _merge_duplicate_scalars(model_json: dict, entries):
+  """Keeps one Const node per distinct small constant (<= 4 values: the 3.0, 6.0, 1/6 of every
+  hard-swish, ...) and points the other nodes' inputs at it. Each Const node costs ~300 bytes
+  of model.json; the values are bit-identical, so the graph computes the same thing."""
+  nodes = model_json["modelTopology"]["node"]
+  const_names = {n["name"] for n in nodes if n["op"] == "Const"}
+  first_of, alias = {}, {}
+  kept = []
+  for spec, raw in entries:
+    small = int(np.prod(spec["shape"], dtype=np.int64)) <= 4
+    if small and spec["name"] in const_names and "quantization" not in spec:
+      key = (spec["dtype"], tuple(spec["shape"]), raw)
+      if key in first_of:
+        alias[spec["name"]] = first_of[key]
+        continue
+      first_of[key] = spec["name"]
+    kept.append((spec, raw))
+  if not alias:
+    return entries
+
+  def rewire(ref: str) -> str:
+    control = ref.startswith("^")
+    base = ref[1:] if control else ref
+    name, sep, port = base.partition(":")
+    return ("^" if control else "") + alias.get(name, name) + sep + port
+
+  model_json["modelTopology"]["node"] = [n for n in nodes if n["name"] not in alias]
+  for node in model_json["modelTopology"]["node"]:
+    if "input" in node:
+      node["input"] = [rewire(ref) for ref in node["input"]]
+  return kept
+
+
 def store_grid_weights_as_uint8(model_dir: str, shard_bytes: int = _SHARD_BYTES) -> dict:
   """Rewrites a float32 TF.js graph model in place, storing on-grid weights as uint8.
 
@@ -117,6 +200,7 @@ def store_grid_weights_as_uint8(model_dir: str, shard_bytes: int = _SHARD_BYTES)
     model_json = json.load(f)
   entries = _read_weight_bytes(model_dir, model_json["weightsManifest"])
   old_paths = [p for g in model_json["weightsManifest"] for p in g["paths"]]
+  entries = _merge_duplicate_scalars(model_json, entries)
 
   specs, blobs = [], []
   stats = {"uint8_tensors": 0, "uint8_values": 0, "float32_tensors": 0, "float32_values": 0,
@@ -150,6 +234,7 @@ def store_grid_weights_as_uint8(model_dir: str, shard_bytes: int = _SHARD_BYTES)
       with open(os.path.join(staging, path), "wb") as f:
         f.write(data[i * shard_bytes:(i + 1) * shard_bytes])
     model_json["weightsManifest"] = [{"paths": paths, "weights": specs}]
+    compact_model_json(model_json)
     with open(os.path.join(staging, "model.json"), "w") as f:
       json.dump(model_json, f, separators=(",", ":"))
     for path in old_paths:
@@ -161,6 +246,28 @@ def store_grid_weights_as_uint8(model_dir: str, shard_bytes: int = _SHARD_BYTES)
     shutil.rmtree(staging, ignore_errors=True)
   stats["weight_bytes"] = len(data)
   return stats
+
+
+# Activations every TF.js backend can fuse into a conv / matmul (tfjs-backend-wasm 4.22's
+# FusableActivation; cpu and webgl support a superset).
+PORTABLE_FUSED_ACTIVATIONS = {"Relu", "Relu6", "Prelu", "LeakyRelu", "Sigmoid", "Elu"}
+_FUSED_NON_ACTIVATIONS = {"BiasAdd", "FusedBatchNorm", "Add", "AddV2"}
+
+
+def check_portable_ops(model_dir: str) -> None:
+  """Raises ValueError naming any fused activation some TF.js backend cannot run."""
+  import base64
+  with open(os.path.join(model_dir, "model.json")) as f:
+    nodes = json.load(f)["modelTopology"]["node"]
+  bad = []
+  for node in nodes:
+    fused = node.get("attr", {}).get("fused_ops", {}).get("list", {}).get("s", [])
+    for op in (base64.b64decode(x).decode() for x in fused):
+      if op not in PORTABLE_FUSED_ACTIVATIONS and op not in _FUSED_NON_ACTIVATIONS:
+        bad.append(f"{node['name']} ({node['op']} + {op})")
+  if bad:
+    raise ValueError(f"{model_dir}/model.json fuses activations the TF.js wasm backend cannot "
+                     f"run: {bad[:5]}{' ...' if len(bad) > 5 else ''}")
 
 
 def convert_saved_model(saved_model_dir: str, out_dir: str,
@@ -179,6 +286,7 @@ def convert_saved_model(saved_model_dir: str, out_dir: str,
     tf_saved_model_conversion_v2.convert_tf_saved_model(
         saved_model_dir, staging, signature_def=signature, saved_model_tags="serve",
         strip_debug_ops=True)
+    check_portable_ops(staging)
     stats = store_grid_weights_as_uint8(staging)
     if os.path.exists(out_dir):
       shutil.rmtree(out_dir)
