@@ -25,6 +25,7 @@ const DEFAULT_THRESHOLD = 0.5;
 /** Added to disallowed species' logits: exp underflows to exactly 0 in float32. */
 const DISALLOWED_LOGIT = -1e30;
 const RESTRICTION_CACHE_SIZE = 8;
+const GPU_BACKENDS = new Set(['webgl', 'webgpu', 'rn-webgl']);
 
 interface Restriction {
   /** float32 [N]: 0 for allowed species, DISALLOWED_LOGIT otherwise. */
@@ -41,6 +42,8 @@ interface SortedSegments {
 }
 
 export class BioClipModel implements BioClip {
+  /** Which kernel sums species into taxa; 'auto' picks per backend. Internal: tests force each. */
+  static segmentSumKernel: 'auto' | 'sparse' | 'unsorted' = 'auto';
   readonly embedDim: number;
   readonly resolution: number;
   readonly numSpecies: number;
@@ -167,10 +170,15 @@ export class BioClipModel implements BioClip {
   /** Species probabilities float32 [N] summed per taxon of `rank`: float32 [numTaxa(rank)]. */
   private rankSums(probs: tf.Tensor1D, rank: Rank): tf.Tensor1D {
     const numTaxa = this.bank.numTaxa(rank);
-    if (tf.getKernel('UnsortedSegmentSum', tf.getBackend())) {
-      return tf.unsortedSegmentSum(probs, this.ancestorIds.get(rank)!, numTaxa);
-    }
-    // wasm has no UnsortedSegmentSum; SparseSegmentSum wants sorted ids, so sort once and keep.
+    const backend = tf.getBackend();
+    // GPU backends have a shader for UnsortedSegmentSum, while their SparseSegmentSum reads the
+    // data back to the CPU. The cpu backend's UnsortedSegmentSum is O(N x taxa) (3 s per photo
+    // at 10k species), its SparseSegmentSum O(N); wasm has only SparseSegmentSum.
+    const mode = BioClipModel.segmentSumKernel;
+    const sparse = mode === 'sparse' || (mode === 'auto' && !!tf.getKernel('SparseSegmentSum', backend) &&
+        (!GPU_BACKENDS.has(backend) || !tf.getKernel('UnsortedSegmentSum', backend)));
+    if (!sparse) return tf.unsortedSegmentSum(probs, this.ancestorIds.get(rank)!, numTaxa);
+    // SparseSegmentSum wants sorted ids, so sort once and keep.
     let sorted = this.sortedSegments.get(rank);
     if (!sorted) {
       const ids = this.bank.ancestors[rank];

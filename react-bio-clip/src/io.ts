@@ -134,6 +134,11 @@ export function checkManifest(manifest: ExportManifest, where: string): ExportMa
   if (!pre) bad('preprocessing is missing');
   // Only the squash geometry is implemented here; a centre-crop export would silently lose accuracy.
   if (pre.resize !== 'squash') bad(`preprocessing.resize is "${pre.resize}", this package implements "squash" only`);
+  // The package feeds 0..255 pixels; a model that expects them normalized outside would be off.
+  const normalization = (pre as {normalization?: string}).normalization;
+  if (normalization !== undefined && normalization !== 'inside the model') {
+    bad(`preprocessing.normalization is "${normalization}", this package needs "inside the model"`);
+  }
   return manifest;
 }
 

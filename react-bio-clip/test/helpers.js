@@ -6,7 +6,10 @@ const path = require('path');
 const tf = require('@tensorflow/tfjs');
 const jpeg = require('jpeg-js');
 
-const FIXTURES = path.join(__dirname, 'fixtures');
+// REACT_BIO_CLIP_FIXTURES points the tests at a freshly made fixture (make_fixture.py
+// --out_dir=...), so a change in the Python export stage is caught without committing a new one.
+const FIXTURES = process.env.REACT_BIO_CLIP_FIXTURES ? path.resolve(process.env.REACT_BIO_CLIP_FIXTURES)
+                                                     : path.join(__dirname, 'fixtures');
 const EXPORT_DIR = path.join(FIXTURES, 'export');
 /** The same kind of export at a small resolution: for tests that run the model many times. */
 const SMALL_DIR = path.join(FIXTURES, 'export_small');

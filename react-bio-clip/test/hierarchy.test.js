@@ -6,6 +6,7 @@ const assert = require('node:assert');
 const tf = require('@tensorflow/tfjs');
 const {load, BioClipInputError} = require('react-bio-clip');
 const {readExportDirectory} = require('react-bio-clip/node');
+const {BioClipModel} = require('../dist/bio_clip_model');
 const h = require('./helpers');
 
 const SPECIES = [
@@ -20,9 +21,17 @@ const SPECIES = [
 
 const close = (actual, expected, what) => assert.ok(Math.abs(actual - expected) < 1e-5, `${what}: ${actual} != ${expected}`);
 
-for (const backend of h.BACKENDS) {
-  test(`hierarchy on ${backend}`, async (t) => {
+// cpu twice: its default sums with SparseSegmentSum; WebGL's UnsortedSegmentSum path is forced
+// on cpu so both kernels' sums are checked here (wasm has only the sparse one).
+const RUNS = [['cpu', 'auto'], ['cpu', 'unsorted'], ['wasm', 'auto']];
+
+for (const [backend, kernel] of RUNS) {
+  test(`hierarchy on ${backend} (segment sums: ${kernel})`, async (t) => {
     await h.useBackend(backend);
+    BioClipModel.segmentSumKernel = kernel;
+    t.after(() => {
+      BioClipModel.segmentSumKernel = 'auto';
+    });
     const {model} = await readExportDirectory(h.SMALL_DIR);
     const bank = h.handBank(SPECIES, h.fixtureManifest().embed_dim);
     const bioClip = await load({model, labels: {json: bank.json, bin: bank.bin}, manifest: bank.manifest});
@@ -98,6 +107,22 @@ for (const backend of h.BACKENDS) {
       await assert.rejects(bioClip.classifyEmbedding(query, {topK: 0}), BioClipInputError);
       await assert.rejects(bioClip.classifyEmbedding(query, {ranks: ['tribe']}), BioClipInputError);
       await assert.rejects(bioClip.classifyEmbedding(new Float32Array(3)), BioClipInputError);
+    });
+
+    await t.test('a taxon without species (last in its table) gets probability 0', async () => {
+      const withEmpty = h.handBank(SPECIES, bioClip.embedDim);
+      const genus = withEmpty.json.taxa.genus;
+      genus.names.push('Animalia Chordata Aves Passeriformes Turdidae Catharus');
+      genus.parents.push(0);
+      genus.common_names.push('');
+      const other = await load({model, labels: {json: withEmpty.json, bin: withEmpty.bin}, manifest: withEmpty.manifest});
+      const r = await other.classifyEmbedding(query, {topK: 10});
+      assert.strictEqual(r.ranks.genus.length, 5, 'Turdus, Corvus, Canis, Rosa and the empty Catharus');
+      assert.deepStrictEqual(r.ranks.genus.map((g) => g.name).slice(0, 2), ['Turdus', 'Corvus']);
+      const catharus = r.ranks.genus.find((g) => g.name === 'Catharus');
+      assert.strictEqual(catharus.probability, 0);
+      close(r.ranks.genus.reduce((sum, g) => sum + g.probability, 0), 1, 'genus probabilities sum to 1');
+      other.dispose();
     });
 
     bioClip.dispose();
