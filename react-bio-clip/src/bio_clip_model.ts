@@ -30,6 +30,8 @@ const GPU_BACKENDS = new Set(['webgl', 'webgpu', 'rn-webgl']);
 interface Restriction {
   /** float32 [N]: 0 for allowed species, DISALLOWED_LOGIT otherwise. */
   bias: Float32Array;
+  /** The same as a kept tensor, uploaded once (not per camera frame); freed on eviction. */
+  biasTensor: tf.Tensor1D | null;
   /** Per rank, 1 for a taxon that holds at least one allowed species. */
   allowedTaxa: Record<Rank, Uint8Array>;
   count: number;
@@ -161,8 +163,12 @@ export class BioClipModel implements BioClip {
       for (let s = 0; s < mask.length; ++s) if (mask[s]) flags[ancestors[s]] = 1;
       allowedTaxa[rank] = flags;
     }
-    const restriction = {bias, allowedTaxa, count};
-    if (this.restrictions.size >= RESTRICTION_CACHE_SIZE) this.restrictions.delete(this.restrictions.keys().next().value!);
+    const restriction: Restriction = {bias, biasTensor: null, allowedTaxa, count};
+    if (this.restrictions.size >= RESTRICTION_CACHE_SIZE) {
+      const oldest = this.restrictions.keys().next().value!;
+      this.restrictions.get(oldest)!.biasTensor?.dispose();
+      this.restrictions.delete(oldest);
+    }
     this.restrictions.set(key, restriction);
     return restriction;
   }
@@ -200,7 +206,12 @@ export class BioClipModel implements BioClip {
     const [values, indices] = tf.tidy(() => {
       const embedding = makeEmbedding();
       let logits = tf.mul(tf.matMul(embedding, this.speciesTextT).squeeze([0]), this.bank.logitScale) as tf.Tensor1D;
-      if (restriction) logits = tf.add(logits, tf.tensor1d(restriction.bias));
+      if (restriction) {
+        if (!restriction.biasTensor || restriction.biasTensor.isDisposed) {
+          restriction.biasTensor = tf.keep(tf.tensor1d(restriction.bias));
+        }
+        logits = tf.add(logits, restriction.biasTensor);
+      }
       const probs = tf.softmax(logits);
       const floats: tf.Tensor1D[] = [tf.reshape(embedding, [-1])];
       const ints: tf.Tensor1D[] = [];
@@ -334,6 +345,8 @@ export class BioClipModel implements BioClip {
     this.model.dispose();
     this.speciesTextT.dispose();
     this.ancestorIds.forEach((t) => t.dispose());
+    this.restrictions.forEach((r) => r.biasTensor?.dispose());
+    this.restrictions.clear();
     this.sortedSegments.forEach((s) => {
       s.order.dispose();
       s.sortedIds.dispose();

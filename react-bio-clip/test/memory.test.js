@@ -19,6 +19,9 @@ for (const backend of h.BACKENDS) {
     const frame = tf.tensor3d(square.data, [square.height, square.width, 3], 'int32');  // caller-owned
     const options = [{}, {topK: 3, ranks: ['genus']}, {restrictTo: ['Aves']}, {threshold: 0.9}];
     const inputs = [square, rgba, frame];
+    // One call per option first: a restrictTo list keeps its mask on the device (a cache, freed
+    // by dispose), which must not count as a leak.
+    for (const o of options) await bioClip.classify(square, o);
     const baseline = tf.memory();
 
     for (let i = 0; i < 600; ++i) {
@@ -37,6 +40,11 @@ for (const backend of h.BACKENDS) {
     await assert.rejects(bioClip.classify({data: new Uint8Array(5), width: 2, height: 2}));
     assert.strictEqual(tf.memory().numTensors, baseline.numTensors, 'embed or a rejected call leaked');
     assert.ok(!frame.isDisposed, 'classify must not dispose the caller\'s tensor');
+
+    // More distinct checklists than the cache holds: evicted masks are freed.
+    const checklists = ['Aves', 'Mammalia', 'Insecta', 'Plantae', 'Turdus', 'Corvus', 'Canis', 'Vulpes', 'Danaus', 'Rosa', 'Animalia', 'Chordata'];
+    for (const name of checklists) await bioClip.classify(rgba, {restrictTo: name});
+    assert.ok(tf.memory().numTensors <= baseline.numTensors - 1 + 8, `${tf.memory().numTensors - baseline.numTensors} extra tensors`);
 
     frame.dispose();
     bioClip.dispose();
