@@ -11,6 +11,7 @@ failures.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -21,7 +22,7 @@ from absl import app, flags, logging  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from tfds_treeoflife.cache_reader import CacheFormatError  # noqa: E402
+from tfds_treeoflife.cache_reader import CacheFormatError, read_cache_spec  # noqa: E402
 from tfds_treeoflife.tree_of_life_distill import TreeOfLifeDistill  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -90,10 +91,53 @@ def _is_cache_error(e: BaseException) -> bool:
   return False
 
 
+class BuildConflictError(ValueError):
+  """data_dir already holds this config/version built from a different cache."""
+
+
+def _dataset_dir(data_dir: str, config: str) -> str:
+  return os.path.join(data_dir, TreeOfLifeDistill.name, config, str(TreeOfLifeDistill.VERSION))
+
+
+def _check_existing_build(cache_dir: str, data_dir: str, config: str) -> None:
+  """A finished build is reused only when it came from this cache (same source and counts).
+
+  Without this check a re-run pointed at a new cache would silently keep the old dataset.
+  """
+  dataset_dir = _dataset_dir(data_dir, config)
+  meta_path = os.path.join(dataset_dir, "metadata.json")
+  if not tf.io.gfile.exists(meta_path):
+    return
+  with tf.io.gfile.GFile(meta_path, "r") as f:
+    built = json.load(f)
+  with tf.io.gfile.GFile(os.path.join(cache_dir, "manifest.json"), "r") as f:
+    manifest = json.load(f)
+  theirs = (built.get("source"), built.get("cache_counts"), built.get("teacher_id"))
+  ours = (manifest.get("source"), manifest.get("counts"), manifest.get("teacher", {}).get("id"))
+  if theirs != ours:
+    raise BuildConflictError(
+        f"{dataset_dir} was built from another cache (source/counts/teacher {theirs}, "
+        f"--cache_dir has {ours}). Pass --overwrite to rebuild it from {cache_dir}, or use "
+        "another --data_dir.")
+
+
 def build(cache_dir: str, data_dir: str, config: str = "default", beam_runner: str = "",
           beam_options=(), overwrite: bool = False, allow_incomplete_cache: bool = False,
           clean_incomplete: bool = True) -> tfds.core.DatasetBuilder:
-  """Builds the dataset and returns the builder. Raises CacheFormatError for a bad cache."""
+  """Builds the dataset and returns the builder.
+
+  Raises CacheFormatError for a bad cache, BuildConflictError when data_dir already holds a
+  build of this config from another cache (and not overwrite).
+  """
+  if overwrite:
+    # Check the cache before deleting anything, so a bad cache never costs the old dataset.
+    read_cache_spec(cache_dir, not allow_incomplete_cache)
+    old = _dataset_dir(data_dir, config)
+    if tf.io.gfile.exists(old):
+      logging.info("--overwrite: removing %s", old)
+      tf.io.gfile.rmtree(old)
+  else:
+    _check_existing_build(cache_dir, data_dir, config)
   builder = TreeOfLifeDistill(cache_dir=cache_dir, data_dir=data_dir, config=config,
                               require_complete_cache=not allow_incomplete_cache)
   if clean_incomplete:
@@ -104,10 +148,6 @@ def build(cache_dir: str, data_dir: str, config: str = "default", beam_runner: s
     beam = tfds.core.lazy_imports.apache_beam
     options = beam.options.pipeline_options.PipelineOptions(list(beam_options))
     runner = beam_runner
-  if overwrite and tf.io.gfile.exists(os.fspath(builder.data_path)):
-    tf.io.gfile.rmtree(os.fspath(builder.data_path))
-    builder = TreeOfLifeDistill(cache_dir=cache_dir, data_dir=data_dir, config=config,
-                                require_complete_cache=not allow_incomplete_cache)
   try:
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=cache_dir,
@@ -137,6 +177,8 @@ def main(argv):
                     FLAGS.beam_options, FLAGS.overwrite, FLAGS.allow_incomplete_cache,
                     FLAGS.clean_incomplete)
   except Exception as e:  # pylint: disable=broad-except
+    if isinstance(e, BuildConflictError):
+      return _fail(str(e), 2)
     if _is_cache_error(e):
       return _fail(f"bad teacher cache {FLAGS.cache_dir}: {e}", 2)
     raise

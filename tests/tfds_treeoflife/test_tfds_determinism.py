@@ -11,8 +11,10 @@ from PIL import Image  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
 from tfds_treeoflife import load_label_bank  # noqa: E402
-from tfds_treeoflife.build import build  # noqa: E402
-from tfds_treeoflife.make_dummy_data import write_cache  # noqa: E402
+import pytest  # noqa: E402
+
+from tfds_treeoflife.build import BuildConflictError, build  # noqa: E402
+from tfds_treeoflife.make_dummy_data import DUMMY_TAXA, write_cache  # noqa: E402
 from tfds_treeoflife.splits import SplitPlan, holdout_species, unit_hash  # noqa: E402
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
@@ -93,6 +95,17 @@ def test_rebuild_gives_identical_files(tmp_path, dummy_cache):
   assert {f: os.stat(os.path.join(b4.data_dir, f)).st_mtime_ns for f in files} != mtimes
   _, mismatch, errors = filecmp.cmpfiles(b2.data_dir, b4.data_dir, files, shallow=False)
   assert not mismatch and not errors, (mismatch, errors)
+
+
+def test_rebuild_from_another_cache_is_refused_unless_overwrite(tmp_path, dummy_cache):
+  build(dummy_cache, str(tmp_path / "d"))
+  # Another cache with another taxonomy (so other ClassLabel names too).
+  other = write_cache(str(tmp_path / "other"), num_photos=50, seed=3, taxa=DUMMY_TAXA[:6])
+  with pytest.raises(BuildConflictError, match="was built from another cache"):
+    build(other, str(tmp_path / "d"))
+  b = build(other, str(tmp_path / "d"), overwrite=True)
+  assert sum(s.num_examples for s in b.info.splits.values()) == 50
+  assert len(b.info.features["species"].names) == 6
 
 
 @settings(max_examples=200, deadline=None)
