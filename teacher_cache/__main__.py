@@ -11,6 +11,7 @@ See teacher_cache/README.md for the output format.
 """
 from __future__ import annotations
 
+import errno
 import sys
 
 from absl import app, flags, logging
@@ -80,6 +81,15 @@ def main(argv):
     except (SourceError, TeacherError, ResumeMismatch, TaxonomyError, LabelBankError, BadConfig) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        # Parts are committed by atomic rename, so what is on disk is whole; say how to go on.
+        print(f"error: cannot write the cache in {FLAGS.out_dir}: {e.strerror} "
+              f"({errno.errorcode.get(e.errno, e.errno)}). Committed parts are kept and no shard "
+              f"is marked done; free space and run the same command again to resume.",
+              file=sys.stderr)
+        return 1
     logging.info("done: %s", done)
     return 0
 

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import fcntl
 import glob
+import io
 import json
 import os
 import re
@@ -197,7 +198,11 @@ class _Part:
             "skipped_reason": np.array([s[1] for s in self.skips], dtype=np.str_),
             "skipped_where": np.array([s[2] for s in self.skips], dtype=np.str_),
         }
-        atomic.write_with(path, lambda f: np.savez(f, **arrays))
+        # Zip in memory first (a part is a few MB): a write that fails on a full disk then fails in
+        # one plain write, with no half-closed ZipFile left for the garbage collector to trip over.
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic.write_bytes(path, buf.getvalue())
 
 
 def _finalize_manifest(out_dir: str) -> Dict:
