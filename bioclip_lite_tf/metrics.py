@@ -25,9 +25,11 @@ def teacher_rank_predictions(topk_indices: np.ndarray, topk_logits: np.ndarray,
   out = np.zeros((len(topk_indices), ancestors.shape[0]), np.int64)
   for r in range(ancestors.shape[0]):
     rows = ancestors[r][topk_indices]                       # [N, K]
-    for i in range(len(rows)):
-      uniq, inv = np.unique(rows[i], return_inverse=True)
-      out[i, r] = uniq[np.argmax(np.bincount(inv, weights=p[i]))]
+    # Mass of the taxon of entry k = sum of p_j over entries j in the same taxon ([N, K, K]:
+    # K is small). Ties go to the entry with the higher teacher logit (argmax takes the first).
+    same = rows[:, :, None] == rows[:, None, :]
+    mass = np.einsum("nkj,nj->nk", same, p)
+    out[:, r] = rows[np.arange(len(rows)), np.argmax(mass, axis=1)]
   return out
 
 

@@ -540,6 +540,11 @@ def main(argv):
   if len(argv) > 1:
     print(f"bioclip_lite_tf.train: unexpected arguments {argv[1:]}", file=sys.stderr)
     sys.exit(2)
+  if not FLAGS["verbosity"].present:
+    # Progress goes to stdout as counted lines; TF/TFDS INFO chatter (one line per mirrored
+    # variable, per dataset read) would drown it. -v 0 brings it back.
+    logging.set_verbosity(logging.WARNING)
+    tf.get_logger().setLevel("WARNING")
   try:
     if not FLAGS.config:
       raise UsageError("--config is required, e.g. --config=bioclip_lite_tf/configs/demo.py")

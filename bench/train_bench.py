@@ -1,0 +1,81 @@
+"""Training throughput of the student per phase (float, prune, QAT) on this machine.
+
+  python bench/train_bench.py [--out=bench/results/train.json] [--data_dir=TFDS_DIR]
+      [--config=bioclip_lite_tf/configs/demo.py] [--steps=60] [--demo_workdir=runs/demo/train]
+
+Runs the real trainer (bioclip_lite_tf.train.run: tf.data pipeline, distillation losses, tfmot
+wrappers, checkpointing) for --steps steps per phase and records the steady-state photos/s each
+phase reports (the first, tracing step excluded). Without --data_dir it builds the synthetic
+dataset (224x224 JPEGs like TreeOfLife-10M, 600 photos) once into the temp directory.
+If --demo_workdir holds a finished demo run, its per-rank student-vs-teacher agreement is copied
+into the JSON beside the speeds. Nothing here asserts a time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from bioclip_lite_tf import config as config_lib  # noqa: E402
+from bioclip_lite_tf import synthetic, train  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out", "bench/results/train.json", "Where to write the JSON result.")
+flags.DEFINE_string("data_dir", "", "A built tree_of_life_distill; empty: build the synthetic one.")
+flags.DEFINE_string("config", "bioclip_lite_tf/configs/demo.py", "Training config to time.")
+flags.DEFINE_integer("steps", 60, "Training steps per phase.")
+flags.DEFINE_multi_string("override", [], "Extra config overrides, as for the trainer.")
+flags.DEFINE_string("demo_workdir", "runs/demo/train", "A finished demo training workdir whose "
+                    "summary.json agreement figures are copied into the result (if present).")
+
+
+def main(argv):
+  del argv
+  data_dir = FLAGS.data_dir or synthetic.cached_dataset(num_photos=600, embed_dim=512,
+                                                        image_size=224)
+  config = config_lib.load_config(FLAGS.config)
+  overrides = [f"phases.{p}.steps={FLAGS.steps}" for p in train.PHASES]
+  overrides += [f"phases.{p}.warmup_steps=5" for p in train.PHASES]
+  overrides += ["checkpoint_every=1000000", f"log_every={max(1, FLAGS.steps // 3)}",
+                "data.max_eval_examples=64", "prune.frequency=10"]
+  config = config_lib.apply_overrides(config, overrides + list(FLAGS.override))
+  started = time.time()
+  with tempfile.TemporaryDirectory() as workdir:
+    summary = train.run(config, workdir, data_dir)
+  result = {
+      "config": FLAGS.config,
+      "model": {k: config.model[k] for k in ("name", "alpha", "resolution")},
+      "batch_size": int(config.batch_size),
+      "steps_per_phase": FLAGS.steps,
+      "embed_dim": summary["embed_dim"],
+      "num_species": summary["num_species"],
+      "photos_per_second": {p: r["photos_per_second"] for p, r in summary["phases"].items()},
+      "wall_seconds": round(time.time() - started, 1),
+      "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+  }
+  demo_summary = os.path.join(FLAGS.demo_workdir, "summary.json")
+  if os.path.exists(demo_summary):
+    with open(demo_summary) as f:
+      demo = json.load(f)
+    result["demo_agreement"] = {
+        p: r.get("validation", {}).get("top1_agreement") for p, r in demo["phases"].items()}
+    result["demo_photos_per_second"] = {p: r.get("photos_per_second")
+                                        for p, r in demo["phases"].items()}
+  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+  tmp = FLAGS.out + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(result, f, indent=2)
+  os.replace(tmp, FLAGS.out)
+  print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+  os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+  app.run(main)
