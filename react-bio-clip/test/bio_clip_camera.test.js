@@ -1,11 +1,12 @@
 'use strict';
-// <BioClipCamera>: throttling and tensor disposal.
+// <BioClipCamera>: throttling and tensor disposal; loadBundled.
 //
 // MOCKED, and only this: the phone camera cannot run in Node, so the two outermost modules are
-// replaced: expo-camera (its Camera component) and tfjs-react-native's cameraWithTensors, whose
+// replaced: expo-camera (its Camera component) and tfjs-react-native (cameraWithTensors, whose
 // stand-in renders nothing and feeds onReady() an iterator of real tf.Tensor3D frames, as the
-// real TensorCamera does from the GL texture. requestAnimationFrame and the clock are driven by
-// hand. The model, classify() and TF.js are the real ones.
+// real TensorCamera does from the GL texture; bundleResourceIO, which returns the fixture's real
+// model artifacts instead of reading Metro assets). requestAnimationFrame and the clock are
+// driven by hand. The model, classify() and TF.js are the real ones.
 const test = require('node:test');
 const assert = require('node:assert');
 const Module = require('module');
@@ -51,7 +52,7 @@ Module._resolveFilename = function(request, ...rest) {
 for (const [name, exports] of Object.entries(mocks)) {
   require.cache[`mock:${name}`] = {id: `mock:${name}`, filename: `mock:${name}`, loaded: true, exports};
 }
-const {BioClipCamera} = require('react-bio-clip/native');
+const {BioClipCamera, loadBundled} = require('react-bio-clip/native');
 
 // --- hand-driven animation frames and clock --------------------------------------------------
 const frames = new Map();
@@ -87,6 +88,30 @@ test('BioClipCamera', async (t) => {
   t.after(() => {
     Date.now = realNow;
     bioClip.dispose();
+  });
+
+  await t.test('loadBundled hands the bundled model.json and weight asset ids to bundleResourceIO', async () => {
+    const {readExportDirectory} = require('react-bio-clip/node');
+    const fs = require('fs');
+    const path = require('path');
+    const exported = await readExportDirectory(h.SMALL_DIR);
+    const calls = [];
+    // The edge again: bundleResourceIO reads Metro assets on a phone; here it returns the
+    // export's real artifacts.
+    mocks['@tensorflow/tfjs-react-native'].bundleResourceIO = (modelJson, weightIds) => {
+      calls.push([modelJson, weightIds]);
+      return exported.model;
+    };
+    const modelJson = JSON.parse(fs.readFileSync(path.join(h.SMALL_DIR, 'tfjs/model.json'), 'utf8'));
+    const bundled = await loadBundled({
+      modelJson, modelWeights: [17], manifest: exported.manifest,
+      labelsJson: JSON.parse(Buffer.from(exported.labels.json).toString('utf8')), labelsBin: exported.labels.bin,
+    });
+    assert.deepStrictEqual(calls, [[modelJson, [17]]]);
+    const square = h.decodeJpeg('square_a');
+    assert.deepStrictEqual(Array.from(bundled.embed(square)), Array.from(bioClip.embed(square)));
+    bundled.dispose();
+    assert.strictEqual(tf.memory().numTensors, baseline);
   });
 
   await t.test('classifies at most once per intervalMs and disposes every frame', async () => {
