@@ -190,7 +190,7 @@ def write_label_bank(directory: str, embed_dim: int, branching=(1, 2, 2, 2, 2, 2
 
 
 def build_workspace(root: str, num_photos: int = 240, embed_dim: int = 512,
-                    resolution: int = 32, alpha: float = 0.35, train_steps: int = 30,
+                    resolution: int = 32, alpha: float = 0.5, train_steps: int = 30,
                     log=print) -> dict:
   """A complete tiny run for export/evaluate tests, built once per root (reused if present).
 
@@ -246,4 +246,17 @@ def build_workspace(root: str, num_photos: int = 240, embed_dim: int = 512,
     json.dump(config.to_dict(), f)
   log("workspace: QAT student trained and saved")
   open(os.path.join(root, ".complete"), "w").close()
+  return paths
+
+
+def exported_workspace(root: str, num_representative: int = 50, log=print) -> dict:
+  """build_workspace plus `root/export` (bioclip_lite_tf.export), built once per root."""
+  import os
+  from bioclip_lite_tf import export
+  paths = build_workspace(root, log=log)
+  paths["export"] = os.path.join(root, "export")
+  if not os.path.isfile(os.path.join(paths["export"], "manifest.json")):
+    export.export(paths["train"], paths["export"], paths["tfds"],
+                  num_representative=num_representative)
+    log("workspace: exported")
   return paths

@@ -277,6 +277,9 @@ def convert_saved_model(saved_model_dir: str, out_dir: str,
   The conversion runs into a sibling temporary directory that replaces out_dir only when
   complete. Returns the statistics of `store_grid_weights_as_uint8`.
   """
+  # tensorflowjs imports tensorflow_decision_forests, whose welcome banner imports IPython
+  # whenever stdout is not a terminal (pytest, a pipeline) and IPython is not installed.
+  os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
   from tensorflowjs.converters import tf_saved_model_conversion_v2  # heavy; import on use
 
   parent = os.path.dirname(os.path.abspath(out_dir))
