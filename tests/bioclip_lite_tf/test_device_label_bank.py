@@ -1,0 +1,108 @@
+"""The device label bank: round trip, CLI errors, and a custom species list from the teacher."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bioclip_lite_tf import device_label_bank as dlb
+from bioclip_lite_tf import export_testing
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _run(args, **kw):
+  return subprocess.run([sys.executable, "-m"] + args, capture_output=True, text=True, cwd=REPO,
+                        **kw)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "float16"])
+def test_round_trip(tmp_path, dtype):
+  src_dir = tmp_path / "ds" / "label_bank"
+  counts = export_testing.write_label_bank(str(src_dir), embed_dim=40, logit_scale=87.5)
+  source = dlb.read_source_label_bank(str(src_dir))
+  meta = dlb.write_device_label_bank(source, str(tmp_path / "out"), dtype)
+  back = dlb.read_device_label_bank(str(tmp_path / "out"))
+
+  assert meta["embed_dim"] == back.embed_dim == 40
+  assert back.logit_scale == pytest.approx(87.5)
+  assert back.meta["ranks"] == list(dlb.RANKS)
+  for rank in dlb.RANKS:
+    assert back.taxa[rank].names == source.taxa[rank].names
+    assert back.taxa[rank].parents == source.taxa[rank].parents
+    assert back.taxa[rank].common_names == source.taxa[rank].common_names
+    assert len(back.taxa[rank].names) == counts[rank]
+  original = np.asarray(source.species_embeddings)
+  err = np.abs(back.species_embeddings - original)
+  if dtype == "int8":
+    # symmetric per-row scale: every value within half a step of the teacher's
+    step = np.abs(original).max(axis=1, keepdims=True) / 127
+    assert np.all(err <= step / 2 + 1e-7)
+    assert os.path.getsize(tmp_path / "out" / "label_bank.bin") < original.nbytes / 3
+  else:
+    assert err.max() < 1e-3
+  cos = np.sum(back.species_embeddings * original, 1) / np.linalg.norm(
+      back.species_embeddings, axis=1)
+  assert cos.min() > 0.999
+  # the species order is the ranking order: nearest neighbour of each row is itself
+  assert np.array_equal((back.species_embeddings @ original.T).argmax(1),
+                        np.arange(len(original)))
+  # the manifest's hash is the file's
+  import hashlib
+  with open(tmp_path / "out" / "label_bank.bin", "rb") as f:
+    assert hashlib.sha256(f.read()).hexdigest() == meta["bin"]["sha256"]
+
+
+def test_ancestors_follow_parent_links(tmp_path):
+  src_dir = tmp_path / "ds" / "label_bank"
+  export_testing.write_label_bank(str(src_dir), embed_dim=8)
+  source = dlb.read_source_label_bank(str(src_dir))
+  anc = dlb.species_ancestors(source.taxa)
+  for s, name in enumerate(source.taxa["species"].names):
+    for rank in dlb.RANKS:
+      # lineage names: the ancestor's name is a prefix of the species' name
+      assert name.startswith(source.taxa[rank].names[anc[rank][s]])
+
+
+def test_cli_bad_input_exits_2(tmp_path):
+  proc = _run(["bioclip_lite_tf.device_label_bank", f"--label_bank_dir={tmp_path}/nope",
+               f"--out_dir={tmp_path}/out"])
+  assert proc.returncode == 2
+  assert "nope" in proc.stderr
+  bad = tmp_path / "bad" / "label_bank"
+  export_testing.write_label_bank(str(bad), embed_dim=8)
+  with open(bad / "genus.tsv", "a") as f:
+    f.write("99\tX Y\t12345\t\n")  # index out of order and a parent that does not exist
+  proc = _run(["bioclip_lite_tf.device_label_bank", f"--label_bank_dir={bad}",
+               f"--out_dir={tmp_path}/out2"])
+  assert proc.returncode == 2
+  assert "genus.tsv" in proc.stderr
+  assert not os.path.exists(tmp_path / "out2" / "label_bank.json")
+
+
+def test_custom_species_list_with_random_teacher(tmp_path):
+  """teacher_cache.label_bank (random-weight ViT-B-16 text tower, subprocess) -> converter."""
+  species = tmp_path / "checklist.csv"
+  species.write_text(
+      "kingdom,phylum,class,order,family,genus,species,common_name\n"
+      "Animalia,Chordata,Aves,Passeriformes,Turdidae,Turdus,migratorius,American Robin\n"
+      "Animalia,Chordata,Aves,Passeriformes,Turdidae,Turdus,merula,Common Blackbird\n"
+      "Plantae,Tracheophyta,Magnoliopsida,Rosales,Rosaceae,Rosa,canina,Dog Rose\n")
+  proc = _run(["teacher_cache.label_bank", f"--species_file={species}",
+               f"--out_dir={tmp_path}/bank", "--teacher=ViT-B-16", "--pretrained=none"],
+              timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  proc = _run(["bioclip_lite_tf.device_label_bank",
+               f"--label_bank_dir={tmp_path}/bank/label_bank", f"--out_dir={tmp_path}/device"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  back = dlb.read_device_label_bank(str(tmp_path / "device"))
+  assert back.embed_dim == 512  # read from the teacher, not assumed
+  assert back.taxa["species"].names[0].startswith("Animalia Chordata Aves")
+  assert len(back.taxa["species"].names) == 3 and len(back.taxa["kingdom"].names) == 2
+  assert "American Robin" in back.taxa["species"].common_names
+  assert back.meta["teacher"].get("real_weights") is False
+  assert back.logit_scale > 0
+  teacher_rows = np.load(tmp_path / "bank" / "label_bank" / "species.npy")
+  assert np.allclose(back.species_embeddings, teacher_rows, atol=0.01)
