@@ -9,6 +9,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from teacher_cache import demo_data  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: runs the CLI in subprocesses or a ViT-B-16 forward "
+                            "(seconds to a minute each); still part of `make test`")
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread():
     """One intra-op thread while these tests run (the cores are shared; see tc_helpers)."""
