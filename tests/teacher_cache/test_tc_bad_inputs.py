@@ -12,9 +12,9 @@ from PIL import Image
 from teacher_cache import demo_data, webdataset
 
 import tc_helpers
+from tc_helpers import TINY, cli, manifest, read_rows
 
 pytestmark = pytest.mark.slow  # every test here runs the CLI
-from tc_helpers import TINY, cli, manifest, read_rows
 
 NON_UTF8_KEY = b"bad\xff\xfename".decode("utf-8", "surrogateescape")
 

@@ -14,9 +14,9 @@ from teacher_cache import label_bank, sources
 from teacher_cache.taxonomy import RANKS, taxon_name
 
 import tc_helpers
+from tc_helpers import TINY, VIT, cli, manifest, popen, read_rows
 
 pytestmark = pytest.mark.slow  # every test here runs the CLI
-from tc_helpers import TINY, VIT, cli, manifest, popen, read_rows
 
 VIT_ARGS = ["--batch_size=4", "--rows_per_part=4", "--topk=5", "--log_every_seconds=1"]
 
