@@ -14,7 +14,6 @@ BioCLIP); the resize mode is fixed to squash whatever the config says.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import hashlib
 import io
 import os
@@ -195,10 +194,12 @@ def _load_from_local_dir(name: str, pretrained: str, init_seed: int) -> Teacher:
         tokenizer = open_clip.get_tokenizer(name)
     except Exception as e:
         raise TeacherError(f"--teacher {name!r}: cannot load the model folder: {e}") from None
-    weights = sorted(glob.glob(os.path.join(folder, "*.safetensors")) + glob.glob(os.path.join(folder, "*.bin"))
-                     + glob.glob(os.path.join(folder, "*.pt")))
-    sha = _sha256_file(weights[0]) if weights else "random:" + _sha256_state(model)
-    return Teacher(model, tokenizer, name, "", sha, real_weights=bool(weights))
+    # Hash the very file open_clip picked (its own helper, so the choice cannot diverge).
+    from pathlib import Path
+    from open_clip.factory import _find_checkpoint_in_dir
+    ckpt = _find_checkpoint_in_dir(Path(folder))
+    sha = _sha256_file(ckpt) if ckpt else "random:" + _sha256_state(model)
+    return Teacher(model, tokenizer, name, "", sha, real_weights=bool(ckpt))
 
 
 def _load_architecture(name: str, pretrained: str, init_seed: int) -> Teacher:

@@ -124,3 +124,23 @@ def test_decode_guards():
     with pytest.raises(SkipSample, match="too large"):
         decode_and_resize(good, 64, max_pixels=224 * 224 - 1)
     assert decode_and_resize(good, 64).shape == (64, 64, 3)
+
+
+def test_local_dir_teacher(tiny_teacher, tmp_path):
+    """local-dir:PATH (open_clip_config.json + weights, the layout of a downloaded hub repo)."""
+    import json
+    cfg = open_clip.get_model_config("bioclip-lite-test-tiny")
+    folder = tmp_path / "bioclip_like"
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text(json.dumps(
+        {"model_cfg": cfg, "preprocess_cfg": {"mean": list(tiny_teacher.preprocessing.mean),
+                                              "std": list(tiny_teacher.preprocessing.std)}}))
+    torch.save(tiny_teacher.model.state_dict(), folder / "open_clip_pytorch_model.bin")
+    t = load_teacher(f"local-dir:{folder}")
+    assert t.real_weights and t.embed_dim == 48 and t.preprocessing.size == 64
+    assert t.checkpoint_sha256 == hashlib.sha256(
+        (folder / "open_clip_pytorch_model.bin").read_bytes()).hexdigest()
+    x = torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8)
+    np.testing.assert_allclose(t.encode_pixels(x).numpy(), tiny_teacher.encode_pixels(x).numpy(), atol=1e-6)
+    with pytest.raises(TeacherError, match="not found"):
+        load_teacher(f"local-dir:{tmp_path / 'nope'}")
