@@ -311,7 +311,12 @@ def project_export(export_dir: str, resolution: int, embed_dim: int, text_embedd
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+    return 2
+  if FLAGS.small_resolution < 32 or FLAGS.resolution < 32:
+    print("error: --resolution and --small_resolution must be >= 32", file=sys.stderr)
+    return 2
   rng = np.random.default_rng(FLAGS.seed)
   resolution, embed_dim = FLAGS.resolution, FLAGS.embed_dim
   out_dir = os.path.abspath(FLAGS.out_dir)
