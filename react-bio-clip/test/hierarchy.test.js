@@ -109,6 +109,18 @@ for (const [backend, kernel] of RUNS) {
       await assert.rejects(bioClip.classifyEmbedding(new Float32Array(3)), BioClipInputError);
     });
 
+    await t.test('a short name shared by two taxa must be given as a full lineage', async () => {
+      const homonyms = h.handBank([
+        [['Plantae', 'Tracheophyta', 'Magnoliopsida', 'Rosales', 'Moraceae', 'Ficus', 'carica'], 'Fig', 2],
+        [['Animalia', 'Mollusca', 'Gastropoda', 'Littorinimorpha', 'Ficidae', 'Ficus', 'ficus'], 'Fig shell', 1],
+      ], bioClip.embedDim);
+      const other = await load({model, labels: {json: homonyms.json, bin: homonyms.bin}, manifest: homonyms.manifest});
+      await assert.rejects(other.classifyEmbedding(query, {restrictTo: 'Ficus'}), /ambiguous/);
+      const r = await other.classifyEmbedding(query, {restrictTo: 'Animalia Mollusca Gastropoda Littorinimorpha Ficidae Ficus'});
+      assert.deepStrictEqual(r.species.map((s) => [s.name, s.commonName]), [['Ficus ficus', 'Fig shell']]);
+      other.dispose();
+    });
+
     await t.test('a taxon without species (last in its table) gets probability 0', async () => {
       const withEmpty = h.handBank(SPECIES, bioClip.embedDim);
       const genus = withEmpty.json.taxa.genus;
