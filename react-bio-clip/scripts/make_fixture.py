@@ -320,6 +320,7 @@ def main(argv):
   rng = np.random.default_rng(FLAGS.seed)
   resolution, embed_dim = FLAGS.resolution, FLAGS.embed_dim
   out_dir = os.path.abspath(FLAGS.out_dir)
+  os.makedirs(os.path.dirname(out_dir), exist_ok=True)
   staging = tempfile.mkdtemp(prefix=".fixture-", dir=os.path.dirname(out_dir))
   os.chmod(staging, 0o755)  # mkdtemp makes it private; the fixture is ordinary repo content
   export_dir = os.path.join(staging, "export")
