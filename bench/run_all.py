@@ -30,7 +30,7 @@ BENCHMARKS = [
     ("tfds", ["bench/tfds_bench.py"], "tfds.json"),
     ("train", ["bench/train_bench.py"], "train.json"),
     ("latency", ["bench/latency_bench.py"], "latency.json"),
-    ("tfjs_node", ["bench/tfjs_node_bench.py"], "tfjs_node.json"),
+    ("tfjs_node", ["bench/js/tfjs_node_bench.py"], "tfjs_node.json"),
 ]
 
 
