@@ -57,8 +57,11 @@ test: setup
 test-python:
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
 
+# The JS parity tests run against a fixture that this run's Python export stage makes, so a
+# change on either side of the TF.js boundary is caught in the same `make test`.
 test-js:
-	cd react-bio-clip && npm test
+	$(PYTHON) react-bio-clip/scripts/make_fixture.py --out_dir=runs/react_fixture
+	cd react-bio-clip && REACT_BIO_CLIP_FIXTURES=$(CURDIR)/runs/react_fixture npm test
 
 bench: setup
 	$(PYTHON) -m bench.run_all --out_dir=bench/results
