@@ -237,26 +237,19 @@ class InatFolderSource(Source):
                               "(NNNNN_Kingdom_Phylum_Class_Order_Family_Genus_species) found")
 
     @staticmethod
-    def _find_class_dirs(root: str) -> List[Tuple[str, str]]:
-        """[(relative folder, absolute folder)] in sorted order."""
-        out = []
-        for name in sorted(os.listdir(root)):
-            full = os.path.join(root, name)
-            if not os.path.isdir(full):
-                continue
-            if INAT_FOLDER.match(name):
-                out.append((name, full))
-        if not out:  # one level down, e.g. train/ and val/
-            for name in sorted(os.listdir(root)):
-                full = os.path.join(root, name)
-                if os.path.isdir(full):
-                    out.extend((f"{name}/{rel}", a) for rel, a in InatFolderSource._find_class_dirs_flat(full))
-        return out
-
-    @staticmethod
-    def _find_class_dirs_flat(root):
-        return [(n, os.path.join(root, n)) for n in sorted(os.listdir(root))
+    def _class_dirs_in(root: str, prefix: str = "") -> List[Tuple[str, str]]:
+        """[(key prefix, absolute folder)] of the class folders directly in root, sorted."""
+        return [(prefix + n, os.path.join(root, n)) for n in sorted(os.listdir(root))
                 if INAT_FOLDER.match(n) and os.path.isdir(os.path.join(root, n))]
+
+    @classmethod
+    def _find_class_dirs(cls, root: str) -> List[Tuple[str, str]]:
+        found = cls._class_dirs_in(root)
+        if not found:  # one level down, e.g. train/ and val/
+            for name in sorted(os.listdir(root)):
+                if os.path.isdir(os.path.join(root, name)):
+                    found.extend(cls._class_dirs_in(os.path.join(root, name), name + "/"))
+        return found
 
     @staticmethod
     def folder_lineage(rel: str) -> Lineage:
