@@ -102,24 +102,62 @@ def ancestors_from_parents(parents: Dict[str, np.ndarray]) -> np.ndarray:
   return out
 
 
+def _read_label_bank_files(dataset_dir: str):
+  """Minimal reader of label_bank/<rank>.tsv|npy + teacher.json (used when tfds_treeoflife is not
+  importable, e.g. a training job that ships only this package). Returns (parents, names,
+  species_text_embeddings, teacher)."""
+  teacher_path = os.path.join(dataset_dir, "teacher.json")
+  if not tf.io.gfile.exists(teacher_path):
+    raise DataError(f"{teacher_path}: missing; is {dataset_dir} a built {DATASET_NAME}?")
+  with tf.io.gfile.GFile(teacher_path) as f:
+    teacher = json.load(f)
+  parents, names = {}, {}
+  for rank in RANKS:
+    path = os.path.join(dataset_dir, "label_bank", rank + ".tsv")
+    if not tf.io.gfile.exists(path):
+      raise DataError(f"{path}: missing label bank table")
+    with tf.io.gfile.GFile(path) as f:
+      lines = f.read().splitlines()
+    header = lines[0].split("\t")
+    if header[:3] != ["index", "name", "parent_index"]:
+      raise DataError(f"{path}: header {header}, expected index, name, parent_index, ...")
+    rows = [line.split("\t") for line in lines[1:] if line]
+    names[rank] = [r[1] for r in rows]
+    parents[rank] = np.asarray([int(r[2]) for r in rows], np.int64)
+  with tf.io.gfile.GFile(os.path.join(dataset_dir, "label_bank", "species.npy"), "rb") as f:
+    species = np.load(f, allow_pickle=False)
+  return parents, names, species, teacher
+
+
 def load_label_bank(dataset_dir: str) -> LabelBankArrays:
-  """Reads label_bank/ and teacher.json from a built dataset version directory."""
+  """Reads label_bank/ and teacher.json from a built dataset version directory.
+
+  Uses tfds_treeoflife.label_bank.load_label_bank (the dataset's own reader, with its checks)
+  when importable, else a minimal reader of the same files.
+  """
   try:
     from tfds_treeoflife.label_bank import load_label_bank as _load
-  except ImportError as e:  # pragma: no cover - tfds_treeoflife ships in the same repo
-    raise DataError(f"cannot import tfds_treeoflife.label_bank ({e}); install the repo") from e
-  try:
-    bank = _load(dataset_dir)
-  except (FileNotFoundError, ValueError) as e:
-    raise DataError(f"label bank in {dataset_dir}: {e}") from e
-  parents = {r: np.asarray(bank.ranks[r].parents) for r in RANKS}
+  except ImportError:
+    parents, names, species, teacher = _read_label_bank_files(dataset_dir)
+  else:
+    try:
+      bank = _load(dataset_dir)
+    except (FileNotFoundError, ValueError) as e:
+      raise DataError(f"label bank in {dataset_dir}: {e}") from e
+    parents = {r: np.asarray(bank.ranks[r].parents) for r in RANKS}
+    names = {r: list(bank.ranks[r].names) for r in RANKS}
+    species = bank.ranks["species"].text_embeddings
+    teacher = dict(bank.teacher, logit_scale=float(bank.logit_scale))
+  if species.ndim != 2 or species.shape[0] != len(names["species"]):
+    raise DataError(f"{dataset_dir}: species.npy has shape {list(species.shape)}, expected "
+                    f"[{len(names['species'])}, D]")
   return LabelBankArrays(
-      species_text_embeddings=np.asarray(bank.ranks["species"].text_embeddings, np.float32),
+      species_text_embeddings=np.asarray(species, np.float32),
       ancestors=ancestors_from_parents(parents),
-      rank_sizes=tuple(len(bank.ranks[r].names) for r in RANKS),
-      names={r: list(bank.ranks[r].names) for r in RANKS},
-      logit_scale=float(bank.logit_scale),
-      teacher=dict(bank.teacher))
+      rank_sizes=tuple(len(names[r]) for r in RANKS),
+      names=names,
+      logit_scale=float(teacher["logit_scale"]),
+      teacher=teacher)
 
 
 @dataclasses.dataclass

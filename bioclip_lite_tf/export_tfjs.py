@@ -251,22 +251,31 @@ def store_grid_weights_as_uint8(model_dir: str, shard_bytes: int = _SHARD_BYTES)
 # Activations every TF.js backend can fuse into a conv / matmul (tfjs-backend-wasm 4.22's
 # FusableActivation; cpu and webgl support a superset).
 PORTABLE_FUSED_ACTIVATIONS = {"Relu", "Relu6", "Prelu", "LeakyRelu", "Sigmoid", "Elu"}
-_FUSED_NON_ACTIVATIONS = {"BiasAdd", "FusedBatchNorm", "Add", "AddV2"}
 
 
 def check_portable_ops(model_dir: str) -> None:
-  """Raises ValueError naming any fused activation some TF.js backend cannot run."""
+  """Raises ValueError naming any fused op the TF.js wasm backend cannot run."""
   import base64
   with open(os.path.join(model_dir, "model.json")) as f:
-    nodes = json.load(f)["modelTopology"]["node"]
+    model_json = json.load(f)
+  nodes = model_json["modelTopology"]["node"]
+  shapes = {w["name"]: w["shape"] for g in model_json["weightsManifest"] for w in g["weights"]}
   bad = []
   for node in nodes:
     fused = node.get("attr", {}).get("fused_ops", {}).get("list", {}).get("s", [])
-    for op in (base64.b64decode(x).decode() for x in fused):
-      if op not in PORTABLE_FUSED_ACTIVATIONS and op not in _FUSED_NON_ACTIVATIONS:
+    # fused_ops is [extra op (BiasAdd, or NoOp when there is no bias), activation...]
+    ops = [base64.b64decode(x).decode() for x in fused]
+    for op in ops[1:]:
+      if op not in PORTABLE_FUSED_ACTIVATIONS:
         bad.append(f"{node['name']} ({node['op']} + {op})")
+    # A scalar "bias" appears when a conv without bias feeds `x + c` (e.g. hard-swish's + 3
+    # after a zero bias was folded away); cpu accepts it, wasm does not ("rank-1 bias").
+    if ops and ops[0] == "BiasAdd" and len(node.get("input", [])) > 2:
+      bias = node["input"][2].split(":")[0]
+      if bias in shapes and len(shapes[bias]) != 1:
+        bad.append(f"{node['name']} ({node['op']} with a rank-{len(shapes[bias])} bias)")
   if bad:
-    raise ValueError(f"{model_dir}/model.json fuses activations the TF.js wasm backend cannot "
+    raise ValueError(f"{model_dir}/model.json has fused ops the TF.js wasm backend cannot "
                      f"run: {bad[:5]}{' ...' if len(bad) > 5 else ''}")
 
 

@@ -31,6 +31,9 @@ from bioclip_lite_tf import layers as bl_layers
 from bioclip_lite_tf.keras import keras, tf
 
 BN_EPSILON = 1e-3  # tf_keras.applications' MobileNetV3 value; the ImageNet statistics assume it.
+# Moving-average momentum of BatchNorm statistics (config model.bn_momentum). From scratch the
+# activations start ~1e-6 in scale while the moving variance starts at 1: at 0.99 the inference
+# statistics need ~1000 steps to catch up, so short runs (demo, tests) use 0.9.
 BN_MOMENTUM = 0.99
 
 
@@ -125,8 +128,9 @@ def _activation(kind: str, name: str) -> keras.layers.Layer:
 class _Builder:
   """Emits conv (+ BN) layers under the applications' names, folded or not."""
 
-  def __init__(self, fold_batch_norm: bool):
+  def __init__(self, fold_batch_norm: bool, bn_momentum: float = BN_MOMENTUM):
     self.fold = fold_batch_norm
+    self.bn_momentum = float(bn_momentum)
 
   def conv(self, x, filters, kernel, name, strides=1, padding="same", use_bias=False):
     x = keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding,
@@ -138,9 +142,8 @@ class _Builder:
                                      use_bias=self.fold, name=name)(x)
     return x if self.fold else self._bn(x, name)
 
-  @staticmethod
-  def _bn(x, name):
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM,
+  def _bn(self, x, name):
+    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=self.bn_momentum,
                                            name=name + "/BatchNorm")(x)
 
 
@@ -187,8 +190,8 @@ def build_student(config, embed_dim: int, fold_batch_norm: bool = False) -> kera
   """Builds the core student (no weights loaded; see `initialize`).
 
   Args:
-    config: the `model` section of a training config (attributes name, alpha, resolution,
-      dropout; dict-like or attribute access).
+    config: the `model` section of a training config (name, alpha, resolution, dropout,
+      bn_momentum; dict-like or attribute access).
     embed_dim: D, the teacher's embedding width (read from the dataset, never assumed).
     fold_batch_norm: build the BN-folded form used by QAT and export.
   Returns:
@@ -208,7 +211,7 @@ def build_student(config, embed_dim: int, fold_batch_norm: bool = False) -> kera
   if int(embed_dim) <= 0:
     raise ModelConfigError(f"embed_dim must be positive, got {embed_dim}")
 
-  b = _Builder(fold_batch_norm)
+  b = _Builder(fold_batch_norm, float(_get(config, "bn_momentum", BN_MOMENTUM)))
   inputs = keras.Input((resolution, resolution, 3), dtype=tf.float32, name=INPUT_NAME)
   x = bl_layers.PixelNormalization(name=NORMALIZATION_NAME)(inputs)
   x = b.conv(x, 16, 3, "Conv", strides=2)

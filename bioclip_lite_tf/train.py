@@ -429,9 +429,7 @@ class Trainer:
               "final_losses": last}
     if phase == "prune":
       model = strip_and_apply_masks(model)
-      pruned = [l.name for l in prune_wrappers]
       result["pruned_layers"] = [l.layer.name for l in prune_wrappers]
-      del pruned
       result["sparsity"] = sparsity_of({n: model.get_layer(n).kernel.numpy()
                                         for n in result["pruned_layers"]})
     if phase == "qat":
@@ -500,12 +498,12 @@ def run(config, workdir: str, data_dir: str, phases=PHASES, strategy_name: str =
   check_config(config)
   data = data_lib.open_dataset(data_dir, config.data)
   check_workdir(workdir, config, data.embed_dim, data.dataset_dir)
-  first = phases[0]
-  if first != "float" and not phase_done(workdir, PHASES[PHASES.index(first) - 1]):
-    previous = PHASES[PHASES.index(first) - 1]
-    raise UsageError(f"--phases starts at {first}, which needs phase {previous} finished in "
-                     f"{workdir} ({os.path.join(phase_dir(workdir, previous), DONE_FILE)} "
-                     "missing); run it first")
+  for phase in phases:
+    previous = PHASES[PHASES.index(phase) - 1] if phase != "float" else None
+    if previous and previous not in phases and not phase_done(workdir, previous):
+      raise UsageError(f"--phases includes {phase}, which needs phase {previous} finished in "
+                       f"{workdir} ({os.path.join(phase_dir(workdir, previous), DONE_FILE)} "
+                       "missing); run it first or add it to --phases")
   strategy = make_strategy(strategy_name, cpu_devices)
   tf.io.gfile.makedirs(workdir)
   data_lib.write_json_atomic(os.path.join(workdir, "config.json"), {

@@ -17,6 +17,7 @@ def get_config(arg: str = "") -> ConfigDict:
       alpha=1.0,             # width multiplier; ImageNet weights exist for 0.75 and 1.0
       resolution=224,        # the teacher's geometry: squash to R x R
       dropout=0.1,           # before the projection head
+      bn_momentum=0.99,      # BatchNorm moving-average momentum
       init="imagenet",       # 'imagenet' (tf_keras.applications weights, local file) | 'none'
       imagenet_weights="",   # explicit .h5 path; empty: look in the Keras cache
   )
@@ -59,6 +60,7 @@ def get_config(arg: str = "") -> ConfigDict:
     c.model.alpha = 0.35
     c.model.resolution = 64
     c.model.init = "none"
+    c.model.bn_momentum = 0.9
     c.data.shuffle_buffer = 64
     c.data.max_eval_examples = 64
     c.batch_size = 8

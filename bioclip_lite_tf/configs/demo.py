@@ -17,6 +17,8 @@ def get_config(arg: str = "") -> ConfigDict:
   c.model.resolution = 96
   c.model.init = "none"
   c.model.dropout = 0.0
+  # From scratch and short: BN statistics must catch up within tens of steps (see model.py).
+  c.model.bn_momentum = 0.9
   c.data.shuffle_buffer = 1024
   c.data.max_eval_examples = 0
   c.batch_size = 32

@@ -78,3 +78,13 @@ def test_ancestors_reject_a_broken_tree():
   parents["genus"] = np.array([-1])
   with pytest.raises(data_lib.DataError, match="genus"):
     data_lib.ancestors_from_parents(parents)
+
+
+def test_fallback_label_bank_reader_matches_the_datasets_own(data_dir):
+  dataset_dir = data_lib.find_dataset_dir(data_dir)
+  parents, names, species, teacher = data_lib._read_label_bank_files(dataset_dir)
+  bank = data_lib.load_label_bank(dataset_dir)
+  assert names == bank.names
+  np.testing.assert_array_equal(species, bank.species_text_embeddings)
+  np.testing.assert_array_equal(data_lib.ancestors_from_parents(parents), bank.ancestors)
+  assert float(teacher["logit_scale"]) == bank.logit_scale

@@ -104,12 +104,12 @@ def _wait_for_checkpoint(proc, ckpt_dir, min_step, timeout):
 def test_sigkill_then_same_command_resumes_same_step_and_optimizer(tmp_path, data_dir):
   workdir = str(tmp_path / "work")
   args = _cli(f"--config={DEMO_CONFIG}:runlocal", f"--workdir={workdir}",
-              f"--data_dir={data_dir}", "--phases=float", "--override=phases.float.steps=400",
+              f"--data_dir={data_dir}", "--phases=float", "--override=phases.float.steps=200",
               "--override=checkpoint_every=10", "--override=log_every=50")
   log1 = open(tmp_path / "run1.log", "w")
   proc = subprocess.Popen(args, cwd=REPO, env=ENV, stdout=log1, stderr=subprocess.STDOUT)
   try:
-    killed_after = _wait_for_checkpoint(proc, os.path.join(workdir, "float", "ckpt"), 20, 240)
+    killed_after = _wait_for_checkpoint(proc, os.path.join(workdir, "float", "ckpt"), 10, 240)
     assert killed_after is not None, open(tmp_path / "run1.log").read()[-3000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
@@ -124,16 +124,16 @@ def test_sigkill_then_same_command_resumes_same_step_and_optimizer(tmp_path, dat
 
   result = subprocess.run(args, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=400)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-  assert (f"resuming from {saved} at step {saved_step}/400 (optimizer iterations "
+  assert (f"resuming from {saved} at step {saved_step}/200 (optimizer iterations "
           f"{saved_iterations})") in result.stdout
   assert saved_iterations == saved_step
   with open(os.path.join(workdir, "float", train.DONE_FILE)) as f:
     done = json.load(f)
-  assert done["resumed_from_step"] == saved_step and done["steps"] == 400
+  assert done["resumed_from_step"] == saved_step and done["steps"] == 200
   final = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(workdir, "float",
                                                                            "ckpt")))
-  assert final.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 400
-  assert final.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 400
+  assert final.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 200
+  assert final.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 200
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, data_dir):
@@ -177,7 +177,7 @@ def test_bad_config_and_data_are_refused_in_process(tmp_path, data_dir):
   (workdir / "config.json").write_text(json.dumps({"embed_dim": 512, "config": {}}))
   with pytest.raises(train.UsageError, match="embedding width 512"):
     train.run(config, str(workdir), data_dir)
-  with pytest.raises(train.UsageError, match="needs phase float"):
+  with pytest.raises(train.UsageError, match="needs phase prune"):
     train.run(config, str(tmp_path / "w3"), data_dir, phases=["qat"])
   imagenet = config_lib.apply_overrides(config, ["model.init=imagenet"])
   with pytest.raises(model_lib.ModelConfigError, match="--init=none"):
