@@ -45,7 +45,7 @@ STAGES = [
     Stage("demo_data", "generate synthetic photos of real taxa in TreeOfLife-10M shard format",
           lambda o: ["teacher_cache.demo_data", f"--out_dir={_p(o, 'data')}"]),
     Stage("teacher_cache", "BioCLIP-architecture teacher: embeddings, top-k logits, label bank",
-          lambda o: ["teacher_cache", f"--source={_p(o, 'data', 'shards')}/*.tar",
+          lambda o: ["teacher_cache", f"--source={_p(o, 'data')}/shard-*.tar",
                      f"--out_dir={_p(o, 'teacher_cache')}", f"--teacher={FLAGS.teacher}",
                      f"--pretrained={FLAGS.pretrained}"]),
     Stage("tfds_build", "TFDS dataset tree_of_life_distill from the cache",
