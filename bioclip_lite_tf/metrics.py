@@ -35,7 +35,7 @@ def teacher_rank_predictions(topk_indices: np.ndarray, topk_logits: np.ndarray,
 
 def make_student_predictor(model: keras.Model, bank: losses.LabelBankTensors):
   """Returns a tf.function images float32 [B,R,R,3] -> (int32 [B,7] rank predictions, emb)."""
-  @tf.function
+  @tf.function(reduce_retracing=True)  # the last, smaller batch must not retrace
   def predict(images):
     emb = model(images, training=False)
     probs = tf.nn.softmax(losses.species_logits(emb, bank), axis=-1)

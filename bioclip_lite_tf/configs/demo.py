@@ -22,7 +22,15 @@ def get_config(arg: str = "") -> ConfigDict:
   c.data.shuffle_buffer = 1024
   c.data.max_eval_examples = 0
   c.batch_size = 32
-  c.losses.hierarchical.weight = 1.0
+  # The demo teacher is BioCLIP's architecture with RANDOM weights: its answers are a fixed
+  # function of the photo but unrelated to the true taxa (2.5% species accuracy on the demo
+  # data). Losses that pull towards the true labels (contrastive, hierarchical label term) then
+  # fight the teacher, so the demo distils only: measured on the demo data, validation species
+  # agreement 0.31 with all four losses vs 0.71 with these (float phase). With real BioCLIP
+  # weights keep default.py's mix.
+  c.losses.contrastive.weight = 0.0
+  c.losses.hierarchical.update(weight=1.0, label_weight=0.0)
+  c.losses.soft_label.temperature = 1.0
   c.phases.float.update(steps=600, learning_rate=3e-3, warmup_steps=30, weight_decay=1e-5)
   c.phases.prune.update(steps=200, learning_rate=1e-3, warmup_steps=10)
   c.phases.qat.update(steps=100, learning_rate=3e-4, warmup_steps=5)
