@@ -268,7 +268,7 @@ class Evaluation:
         "accuracy": acc["accuracy"],
         "hierarchy": acc["hierarchy"],
         "memory": {
-            "tfjs_peak_bytes": lat["memory"].get("tfjs_peak_bytes", {}),
+            "tfjs_peak_bytes": {"224": None, **lat["memory"].get("tfjs_peak_bytes", {})},
             "tfjs_resident_bytes": lat["memory"].get("tfjs_resident_bytes"),
             "tflite_arena_bytes": lat["memory"].get("tflite_arena_bytes"),
             "tflite_arena_unshared_bytes": lat["memory"].get("tflite_arena_unshared_bytes"),
@@ -311,6 +311,8 @@ def evaluate(workdir, export_dir, data_dir, out_dir, phase="qat", max_eval_examp
              latency_runs=20, teacher_runs=5, threads=1, teacher_architecture="ViT-B-16",
              force=False) -> dict:
   """Runs every section (resuming finished ones) and writes REPORT/. Returns report.json."""
+  # 224 is the teacher's input size: the schema's latency_ms.<runtime>."224" always exists.
+  latency_resolutions = sorted(set(int(r) for r in latency_resolutions) | {224})
   ev = Evaluation(workdir, export_dir, data_dir, out_dir, phase, force)
   acc = ev.section("accuracy", lambda: ev.accuracy(max_eval_examples, parity_examples))
   par = ev.section("parity", ev.parity)
@@ -341,7 +343,8 @@ def define_flags():
                        "(0 = all).")
   flags.DEFINE_integer("parity_examples", 256, "Photos run through TF.js and TFLite for parity.")
   flags.DEFINE_list("latency_resolutions", ["128", "160", "192", "224", "256"],
-                    "Input sizes at which the student's latency is measured.")
+                    "Input sizes at which the student's latency is measured (224, the "
+                    "teacher's, is always added).")
   flags.DEFINE_integer("latency_runs", 20, "Timed runs per runtime and resolution (median).")
   flags.DEFINE_integer("teacher_runs", 5, "Timed runs of the teacher at 224 (median).")
   flags.DEFINE_integer("threads", 1, "CPU threads for every runtime (Keras intra-op, TFLite, "
