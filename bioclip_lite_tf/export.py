@@ -11,7 +11,7 @@ docs/FORMATS.md section 4, bioclip_lite_tf/README.md):
                                 format versions, sha256 + bytes of every file)
   tfjs/model.json, *.bin        graph model; on-grid weights stored uint8 (lossless, see
                                 export_tfjs), float32 [N,R,R,3] 0..255 -> float32 [N,D] unit rows
-  tflite/model_int8.tflite      full-integer int8 ops, float32 in/out (see export_tflite)
+  tflite/model_int8.tflite      int8 ops but the final L2 norm, float32 in/out (export_tflite)
   saved_model/                  `serving_default`: uint8 [N,H,W,3] any size -> float32 [N,D]
   labels/label_bank.json, .bin  device label bank (see device_label_bank)
 
@@ -262,7 +262,8 @@ def export(workdir: str, out_dir: str, data_dir: Optional[str] = None,
                      "float32_tensors": tfjs_stats["float32_tensors"],
                      "float32_values": tfjs_stats["float32_values"],
                      "input": "float32 [N, R, R, 3]", "output": "float32 [N, D] unit rows"},
-            "tflite": {"path": TFLITE_PATH, "ops": "int8 (TFLITE_BUILTINS_INT8)",
+            "tflite": {"path": TFLITE_PATH,
+                       "ops": "int8 except the final L2 normalization (float32)",
                        "input": "float32 [1, R, R, 3] 0..255", "output": "float32 [1, D]",
                        "calibration": calibration["source"],
                        "calibration_photos": int(len(photos))},
