@@ -1,7 +1,8 @@
 """Training throughput of the student per phase (float, prune, QAT) on this machine.
 
   python bench/train_bench.py [--out=bench/results/train.json] [--data_dir=TFDS_DIR]
-      [--config=bioclip_lite_tf/configs/demo.py] [--steps=60] [--demo_workdir=runs/demo/train]
+      [--config=bioclip_lite_tf/configs/demo.py] [--override=k=v] [--steps=60]
+      [--demo_workdir=runs/demo/train]
 
 Runs the real trainer (bioclip_lite_tf.train.run: tf.data pipeline, distillation losses, tfmot
 wrappers, checkpointing) for --steps steps per phase and records the steady-state photos/s each
@@ -27,11 +28,11 @@ from bioclip_lite_tf import config as config_lib  # noqa: E402
 from bioclip_lite_tf import synthetic, train  # noqa: E402
 
 FLAGS = flags.FLAGS
+# --data_dir, --config and --override are the trainer's own flags (defined by importing train):
+# empty --data_dir builds the synthetic dataset; --config defaults to the demo recipe here.
 flags.DEFINE_string("out", "bench/results/train.json", "Where to write the JSON result.")
-flags.DEFINE_string("data_dir", "", "A built tree_of_life_distill; empty: build the synthetic one.")
-flags.DEFINE_string("config", "bioclip_lite_tf/configs/demo.py", "Training config to time.")
 flags.DEFINE_integer("steps", 60, "Training steps per phase.")
-flags.DEFINE_multi_string("override", [], "Extra config overrides, as for the trainer.")
+DEFAULT_CONFIG = "bioclip_lite_tf/configs/demo.py"
 flags.DEFINE_string("demo_workdir", "runs/demo/train", "A finished demo training workdir whose "
                     "summary.json agreement figures are copied into the result (if present).")
 
@@ -40,7 +41,8 @@ def main(argv):
   del argv
   data_dir = FLAGS.data_dir or synthetic.cached_dataset(num_photos=600, embed_dim=512,
                                                         image_size=224)
-  config = config_lib.load_config(FLAGS.config)
+  config_path = FLAGS.config or DEFAULT_CONFIG
+  config = config_lib.load_config(config_path)
   overrides = [f"phases.{p}.steps={FLAGS.steps}" for p in train.PHASES]
   overrides += [f"phases.{p}.warmup_steps=5" for p in train.PHASES]
   overrides += ["checkpoint_every=1000000", f"log_every={max(1, FLAGS.steps // 3)}",
@@ -50,7 +52,7 @@ def main(argv):
   with tempfile.TemporaryDirectory() as workdir:
     summary = train.run(config, workdir, data_dir)
   result = {
-      "config": FLAGS.config,
+      "config": config_path,
       "model": {k: config.model[k] for k in ("name", "alpha", "resolution")},
       "batch_size": int(config.batch_size),
       "steps_per_phase": FLAGS.steps,

@@ -209,11 +209,19 @@ def check_workdir(workdir: str, config, embed_dim: int, dataset_dir: str) -> Non
 # ---------------------------------------------------------------------------------------------
 # Phase models.
 
-def _pruning_schedule(config, steps: int):
+def pruning_schedule(config, steps: int):
+  """PolynomialDecay 0 -> target over end_fraction of the phase.
+
+  tfmot updates masks only at multiples of `frequency`, so end_step is rounded down to one:
+  otherwise the last update falls short of end_step and the target is never reached.
+  """
+  frequency = max(1, int(config.prune.frequency))
   end = max(1, int(steps * float(config.prune.end_fraction)))
+  frequency = min(frequency, end)
+  end = end // frequency * frequency
   return tfmot.sparsity.keras.PolynomialDecay(
       initial_sparsity=0.0, final_sparsity=float(config.prune.target_sparsity),
-      begin_step=0, end_step=end, frequency=max(1, int(config.prune.frequency)))
+      begin_step=0, end_step=end, frequency=frequency)
 
 
 def pruned_layer_names(model: keras.Model, min_params: int) -> List[str]:
@@ -230,7 +238,7 @@ def make_prunable(model: keras.Model, config, steps: int) -> keras.Model:
   """Wraps the chosen layers in tfmot PruneLowMagnitude (clone_model: tfmot refuses some layers
   when asked to prune a whole model)."""
   chosen = set(pruned_layer_names(model, int(config.prune.min_params)))
-  schedule = _pruning_schedule(config, steps)
+  schedule = pruning_schedule(config, steps)
 
   def wrap(layer):
     if layer.name in chosen:

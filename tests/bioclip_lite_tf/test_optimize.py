@@ -181,3 +181,14 @@ def test_pruning_reaches_target_and_strip_keeps_it():
     k = plain.get_layer(name).get_weights()[0]
     # tfmot rounds the number of pruned weights per tensor; allow one weight of slack.
     assert np.sum(k == 0) >= int(0.5 * k.size) - 1, f"{name}: {np.mean(k == 0):.3f}"
+
+
+def test_pruning_schedule_reaches_the_target_at_a_mask_update():
+  for steps, frequency, end_fraction in [(60, 10, 0.7), (80, 5, 0.7), (6, 100, 0.7), (200, 7, 0.5)]:
+    config = ConfigDict(prune=dict(target_sparsity=0.5, end_fraction=end_fraction,
+                                   frequency=frequency))
+    schedule = train.pruning_schedule(config, steps)
+    updates = [s for s in range(steps) if bool(schedule(tf.constant(s, tf.int64))[0])]
+    assert updates, (steps, frequency)
+    final = float(schedule(tf.constant(updates[-1], tf.int64))[1])
+    assert abs(final - 0.5) < 1e-6, (steps, frequency, updates[-1], final)
