@@ -73,6 +73,11 @@ def _sha256_file(path: str, h=None):
 
 
 def _lineage_from_row(row: Dict[str, str], where: str) -> Lineage:
+    """kingdom..species of a catalog row; TaxonomyError if incomplete or not valid UTF-8 (the
+    file is read with surrogateescape, so a bad byte reaches here instead of aborting)."""
+    bad = [k for k, v in row.items() if isinstance(v, str) and not is_utf8(v)]
+    if bad:
+        raise TaxonomyError(f"{where}: column(s) {bad} are not valid UTF-8")
     return normalize_lineage([row.get(r) for r in RANKS], where)
 
 

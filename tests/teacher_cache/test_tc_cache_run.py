@@ -96,7 +96,7 @@ def _wait_for(pattern, proc, timeout=300):
             return True
         if proc.poll() is not None:
             return False
-        time.sleep(0.05)
+        time.sleep(0.01)
     return False
 
 

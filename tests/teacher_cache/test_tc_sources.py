@@ -119,3 +119,18 @@ def test_fingerprint_changes_with_content(csv_demo, tmp_path):
     with open(copy, "a") as f:
         f.write("images/x.jpg,x,demo,Animalia,Chordata,Aves,Passeriformes,Turdidae,Turdus,merula,\n")
     assert sources.open_source(str(copy)).fingerprint() != fp
+
+
+def test_csv_row_with_bad_bytes_is_one_skip(csv_demo, tmp_path):
+    lines = open(csv_demo, "rb").read().splitlines(keepends=True)
+    bad = lines[1].replace(b"synthetic-demo", b"synth\xff\xfe")
+    out = tmp_path / "c.csv"
+    base = os.path.dirname(csv_demo).encode()
+    fix = lambda l: base + b"/" + l  # absolute image paths, since the CSV moved
+    out.write_bytes(lines[0] + fix(bad) + b"".join(fix(l) for l in lines[2:]))
+    src = sources.open_source(str(out))
+    samples = list(src.iter_shard(0, 1))
+    assert len(samples) == 24
+    assert "not valid UTF-8" in samples[0].error
+    assert all(s.error is None for s in samples[1:])
+    assert src.taxonomy().num_species == 8
