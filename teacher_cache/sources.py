@@ -273,7 +273,9 @@ class InatFolderSource(Source):
         return h.hexdigest()
 
     def taxonomy(self) -> Taxonomy:
-        return Taxonomy.from_rows((self.folder_lineage(rel), "") for rel, _ in self.class_dirs)
+        # A folder name with undecodable bytes cannot be a taxon; its photos are skipped.
+        return Taxonomy.from_rows((self.folder_lineage(rel), "") for rel, _ in self.class_dirs
+                                  if is_utf8(rel))
 
     def iter_shard(self, shard_index: int, num_shards: int) -> Iterator[RawSample]:
         j = 0
