@@ -225,10 +225,16 @@ def make_dataset(data: DistillData, split: str, resolution: int, batch_size: int
   shuffled records (a resumed run passes what the finished steps consumed). batch_size is per
   replica; input_context shards the files between input pipelines (multi-worker).
   """
+  pipelines = input_context.num_input_pipelines if input_context else 1
+  # Multi-worker: each input pipeline reads its own files; a split with fewer files than
+  # pipelines (small data) is sharded by record instead.
+  by_file = pipelines > 1 and data.builder.info.splits[split].num_shards >= pipelines
   read_config = tfds.ReadConfig(shuffle_seed=seed, interleave_cycle_length=4,
-                                input_context=input_context)
+                                input_context=input_context if by_file else None)
   ds = data.builder.as_dataset(split=split, shuffle_files=training, read_config=read_config,
                                decoders={"image": tfds.decode.SkipDecoding()})
+  if pipelines > 1 and not by_file:
+    ds = ds.shard(pipelines, input_context.input_pipeline_id)
   ds = ds.map(lambda ex: {k: ex[k] for k in ("image", "teacher_embedding",
                                                "topk_species_indices", "topk_species_logits")
                           + RANKS})

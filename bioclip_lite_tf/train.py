@@ -158,6 +158,23 @@ def make_strategy(name: str, cpu_devices: int = 0) -> tf.distribute.Strategy:
   raise UsageError(f"unknown --strategy {name!r}; one of {STRATEGIES}")
 
 
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """True unless this process is a non-chief worker of a multi-worker cluster (TF_CONFIG)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+  if not spec:
+    return True
+  if resolver.task_type in (None, "chief"):
+    return True
+  return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in spec
+
+
+def barrier(strategy: tf.distribute.Strategy) -> None:
+  """Every worker waits here (an all-reduce), e.g. until the chief has written a model file."""
+  if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+
 def check_config(config) -> None:
   """Everything that can be checked without data: raises UsageError / ModelConfigError."""
   if config.model.name not in model_lib.STUDENTS:
@@ -287,6 +304,12 @@ class Trainer:
     self.strategy = strategy
     self.embed_dim = data.embed_dim
     self.global_batch = int(config.batch_size)
+    # Multi-worker: every worker trains and checkpoints (checkpointing is collective), but only
+    # the chief writes the workdir's files; the others keep their checkpoints apart.
+    self.chief = is_chief(strategy)
+    resolver = getattr(strategy, "cluster_resolver", None)
+    self.private_root = workdir if self.chief else os.path.join(
+        workdir, "workers", f"{resolver.task_type}_{resolver.task_id}")
     if self.global_batch % strategy.num_replicas_in_sync:
       raise UsageError(f"batch_size {self.global_batch} is not divisible by the "
                        f"{strategy.num_replicas_in_sync} replicas of --strategy")
@@ -356,7 +379,8 @@ class Trainer:
       step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
       phase_id = tf.Variable(PHASES.index(phase), dtype=tf.int64, trainable=False, name="phase")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, phase=phase_id)
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(pdir, "ckpt"),
+    manager = tf.train.CheckpointManager(checkpoint,
+                                         os.path.join(self.private_root, phase, "ckpt"),
                                          max_to_keep=int(cfg.keep_checkpoints))
     if manager.latest_checkpoint:
       checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -394,7 +418,8 @@ class Trainer:
       return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
               for k, v in values.items()}
 
-    writer = tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard", phase))
+    writer = (tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard", phase))
+              if self.chief else tf.summary.create_noop_writer())
     iterator = self._train_iterator(start_step)
     log_every = max(1, int(cfg.log_every))
     every = max(1, int(cfg.checkpoint_every))
@@ -448,7 +473,11 @@ class Trainer:
     if "sparsity" in result:
       print(f"[train] {phase}: sparsity {result['sparsity']['sparsity']:.4f} over "
             f"{result['sparsity']['layers']} pruned kernels", flush=True)
-    _save_model_atomic(model, os.path.join(pdir, MODEL_FILE))
+    # Every worker saves: reading multi-worker variables runs collectives that all must join.
+    # Non-chief workers write a private copy.
+    own_dir = pdir if self.chief else os.path.join(self.private_root, phase)
+    tf.io.gfile.makedirs(own_dir)
+    _save_model_atomic(model, os.path.join(own_dir, MODEL_FILE))
     result["validation"] = metrics_lib.evaluate(model, self._eval_dataset(), self.bank,
                                                 self.data.bank.ancestors)
     v = result["validation"]
@@ -459,7 +488,9 @@ class Trainer:
       for r, a in v.get("top1_agreement", {}).items():
         tf.summary.scalar(f"validation/top1_agreement/{r}", a)
     writer.flush()
-    data_lib.write_json_atomic(os.path.join(pdir, DONE_FILE), result)
+    if self.chief:
+      data_lib.write_json_atomic(os.path.join(pdir, DONE_FILE), result)
+    barrier(strategy)  # the next phase, on every worker, reads this phase's model.h5
     return result
 
   def _pruned_layers(self) -> List[str]:
@@ -513,10 +544,12 @@ def run(config, workdir: str, data_dir: str, phases=PHASES, strategy_name: str =
                        f"{workdir} ({os.path.join(phase_dir(workdir, previous), DONE_FILE)} "
                        "missing); run it first or add it to --phases")
   strategy = make_strategy(strategy_name, cpu_devices)
+  chief = is_chief(strategy)
   tf.io.gfile.makedirs(workdir)
-  data_lib.write_json_atomic(os.path.join(workdir, "config.json"), {
-      "config": config.to_dict(), "embed_dim": data.embed_dim,
-      "dataset_dir": data.dataset_dir, "strategy": strategy_name})
+  if chief:
+    data_lib.write_json_atomic(os.path.join(workdir, "config.json"), {
+        "config": config.to_dict(), "embed_dim": data.embed_dim,
+        "dataset_dir": data.dataset_dir, "strategy": strategy_name})
   trainer = Trainer(config, workdir, data, strategy)
   for phase in phases:
     if phase_done(workdir, phase):
@@ -524,7 +557,10 @@ def run(config, workdir: str, data_dir: str, phases=PHASES, strategy_name: str =
             flush=True)
       continue
     trainer.run_phase(phase)
-    write_summary(workdir, config, data)
+    if chief:
+      write_summary(workdir, config, data)
+  if not chief:
+    return {}
   summary = write_summary(workdir, config, data)
   _print_final(summary)
   return summary
