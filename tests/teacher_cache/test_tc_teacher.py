@@ -109,6 +109,7 @@ def test_hub_id_goes_through_open_clip_hub_path(tmp_path, wds_demo):
     assert r.returncode == 2, r.stderr[-2000:]
     assert "cannot load teacher 'hf-hub:imageomics/bioclip'" in r.stderr
     assert "not in the local cache" in r.stderr
+    assert "load from HF Hub imageomics/bioclip" in r.stderr  # open_clip's own hub loader said so
     assert "Traceback" not in r.stderr
     assert not os.path.exists(tmp_path / "c" / "manifest.json")
 
