@@ -225,6 +225,7 @@ class Evaluation:
     try:
       teacher = eval_latency.teacher_latency(teacher_runs, 224, threads, architecture)
       student["latency_ms"]["teacher_torch_cpu"] = {"224": teacher["latency_ms"]}
+      student["threads"]["teacher_torch_cpu"] = teacher["threads"]
       student["teacher"] = teacher
     except Exception as e:  # pylint: disable=broad-except
       student["errors"].append(f"teacher: {e}")
