@@ -161,14 +161,20 @@ def cached_dataset(root: str = "", **cache_kwargs) -> str:
   marker = os.path.join(out_dir, "complete.json")
   if os.path.exists(marker):
     return os.path.join(out_dir, "tfds")
-  if os.path.exists(out_dir):
-    shutil.rmtree(out_dir)
-  data_dir = build_dataset(out_dir, **cache_kwargs)
-  tmp = marker + ".tmp"
-  with open(tmp, "w") as f:
+  # Build beside it and rename into place, so concurrent test runs never see half a dataset.
+  staging = f"{out_dir}.staging-{os.getpid()}"
+  if os.path.exists(staging):
+    shutil.rmtree(staging)
+  build_dataset(staging, **cache_kwargs)
+  with open(os.path.join(staging, "complete.json"), "w") as f:
     json.dump(cache_kwargs, f)
-  os.replace(tmp, marker)
-  return data_dir
+  if os.path.exists(out_dir) and not os.path.exists(marker):
+    shutil.rmtree(out_dir, ignore_errors=True)      # an older, unfinished layout
+  try:
+    os.rename(staging, out_dir)
+  except OSError:                                   # another process finished first
+    shutil.rmtree(staging, ignore_errors=True)
+  return os.path.join(out_dir, "tfds")
 
 
 def main(argv):
