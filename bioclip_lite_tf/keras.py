@@ -8,9 +8,9 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 if os.environ["TF_USE_LEGACY_KERAS"] != "1":
-    raise ImportError(
-          "bioclip_lite_tf needs TF_USE_LEGACY_KERAS=1 (tfmot is Keras 2 only) but the environment "
-          f"has TF_USE_LEGACY_KERAS={os.environ['TF_USE_LEGACY_KERAS']!r}; unset it or set it to 1.")
+  raise ImportError(
+      "bioclip_lite_tf needs TF_USE_LEGACY_KERAS=1 (tfmot is Keras 2 only) but the environment "
+      f"has TF_USE_LEGACY_KERAS={os.environ['TF_USE_LEGACY_KERAS']!r}; unset it or set it to 1.")
 
 import tensorflow as tf  # noqa: E402  (must follow the environment variable)
 import tf_keras as keras  # noqa: E402

@@ -57,8 +57,9 @@ def per_tensor_grid(weights: np.ndarray) -> Tuple[float, float]:
     weights: float32 array, any shape.
   Returns:
     (min, scale) as Python floats (float64): value of level q is q * scale + min, q in 0..255.
-    When the range covers 0 the zero point is nudged to an integer (0.0 exact). A constant
-    tensor gets scale 1.0 and min = that constant... as TF.js does (all levels 0).
+    When the range covers 0 the zero point is nudged to an integer (0.0 exact); a one-signed
+    range is not nudged. A constant tensor gets scale 1.0 and min = that constant (all levels
+    0), as TF.js does.
   """
   w = np.asarray(weights, dtype=np.float32)
   lo = w.min().astype(np.float64)

@@ -27,11 +27,12 @@ Load a phase's model with `load_phase_model(workdir, phase)`.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from absl import app, flags, logging
 
@@ -208,7 +209,6 @@ def check_workdir(workdir: str, config, embed_dim: int, dataset_dir: str) -> Non
   path = os.path.join(workdir, "config.json")
   if not tf.io.gfile.exists(path):
     return
-  import json
   with tf.io.gfile.GFile(path) as f:
     previous = json.load(f)
   if int(previous.get("embed_dim", embed_dim)) != embed_dim:
@@ -494,7 +494,6 @@ class Trainer:
     return result
 
   def _pruned_layers(self) -> List[str]:
-    import json
     path = os.path.join(phase_dir(self.workdir, "prune"), DONE_FILE)
     if not tf.io.gfile.exists(path):
       return []
@@ -507,7 +506,6 @@ def phase_done(workdir: str, phase: str) -> bool:
 
 
 def write_summary(workdir: str, config, data: data_lib.DistillData) -> Dict:
-  import json
   phases = {}
   for phase in PHASES:
     path = os.path.join(phase_dir(workdir, phase), DONE_FILE)
