@@ -4,7 +4,8 @@
 
 Prints one JSON line: {"peak_rss_bytes": ..., "baseline_rss_bytes": ...}. Run as its own
 process by evaluate (so nothing else the evaluator loaded is counted). The baseline is the
-peak after importing TensorFlow and before loading the model; both are ru_maxrss (Linux: KiB).
+peak after importing TensorFlow and before loading the model; both are VmHWM from
+/proc/self/status (ru_maxrss where /proc is missing).
 """
 from __future__ import annotations
 
@@ -23,6 +24,16 @@ flags.DEFINE_string("export_dir", None, "Optional export directory: its device l
 
 
 def _peak_bytes() -> int:
+  """Peak RSS of this process image. VmHWM belongs to the address space made by exec, whereas
+  ru_maxrss carries the parent's high-water mark across fork + exec (here it reported the
+  1.7 GB evaluator, not this process)."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
