@@ -89,8 +89,9 @@ class AccuracyAccumulator:
     self.counts = {key: {r: 0 for r in RANKS} for key in (
         "student_vs_teacher_top1", "student_vs_teacher_top5", "student_vs_truth_top1",
         "student_vs_truth_top5", "teacher_vs_truth_top1", "teacher_vs_truth_top5",
-        "consistent_with_species")}
+        "consistent_with_species", "teacher_consistent_with_species")}
     self.fully_consistent = 0
+    self.teacher_fully_consistent = 0
 
   def update(self, species_logits: np.ndarray, truth: np.ndarray,
              teacher_topk_indices: np.ndarray, teacher_topk_logits: np.ndarray) -> None:
@@ -99,7 +100,10 @@ class AccuracyAccumulator:
     teacher_probs = softmax(teacher_topk_logits)
     b = probs.shape[0]
     student_species_top1 = probs.argmax(axis=1)
+    teacher_species_top1 = np.take_along_axis(
+        teacher_topk_indices, teacher_topk_logits.argmax(axis=1)[:, None], axis=1)[:, 0]
     consistent_all = np.ones(b, bool)
+    teacher_consistent_all = np.ones(b, bool)
     for depth, rank in enumerate(RANKS):
       rank_p = self.agg.rank_probs(probs, rank)
       s_top5 = topk(rank_p, 5)
@@ -119,7 +123,13 @@ class AccuracyAccumulator:
       inside = self.agg.ancestors[rank][student_species_top1] == s_top1
       c["consistent_with_species"][rank] += int(np.sum(inside))
       consistent_all &= inside
+      # The same question for the teacher, so the student's figure has a reference: with a
+      # flat species distribution (e.g. a random-weight teacher) the largest taxon wins the sums.
+      t_inside = self.agg.ancestors[rank][teacher_species_top1] == t_top1
+      c["teacher_consistent_with_species"][rank] += int(np.sum(t_inside))
+      teacher_consistent_all &= t_inside
     self.fully_consistent += int(np.sum(consistent_all))
+    self.teacher_fully_consistent += int(np.sum(teacher_consistent_all))
     self.n += b
 
   def result(self) -> Dict[str, dict]:
@@ -138,6 +148,8 @@ class AccuracyAccumulator:
         "hierarchy": {
             "consistency": self.fully_consistent / n,
             "per_rank": frac("consistent_with_species"),
+            "teacher_consistency": self.teacher_fully_consistent / n,
+            "teacher_per_rank": frac("teacher_consistent_with_species"),
             "definition": "share of photos whose top-1 species lies inside the top-1 taxon of "
                           "every higher rank (rank probabilities = sums of species "
                           "probabilities, so this can be < 1)",

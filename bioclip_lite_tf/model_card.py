@@ -69,7 +69,8 @@ def render(report: dict) -> str:
   lines += [
       "",
       f"Hierarchical consistency (top-1 species inside the top-1 taxon of every rank): "
-      f"{_f(report['hierarchy']['consistency'])}.",
+      f"{_f(report['hierarchy']['consistency'])} (the teacher, by the same definition on its "
+      f"cached top-K: {_f(report['hierarchy'].get('teacher_consistency'))}).",
       "",
       "## Runtime parity (same photos, against the Keras graph with QAT weights)",
       "",

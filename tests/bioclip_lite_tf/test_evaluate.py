@@ -99,6 +99,15 @@ def test_inconsistent_prediction_is_detected():
              np.array([[1.0, 0.5]]))
   assert acc.result()["hierarchy"]["consistency"] == 0.0
   assert acc.result()["hierarchy"]["per_rank"]["kingdom"] == 1.0
+  # The teacher's top-2 (species 3 at logit 1.0, species 0 at 0.5) puts 0.62 on genus B, the
+  # genus of its top species: consistent.
+  assert acc.result()["hierarchy"]["teacher_consistency"] == 1.0
+  acc2 = eval_metrics.AccuracyAccumulator(eval_metrics.RankAggregator(anc, sizes))
+  # Teacher top-4 spread like the student above: genus A (3 x 0.2) beats species 3's genus.
+  acc2.update(logits, np.array([[0, 0, 0, 0, 0, 0, 0]]), np.array([[3, 0, 1, 2]]),
+              np.log(np.array([[0.4, 0.2, 0.2, 0.2]])))
+  assert acc2.result()["hierarchy"]["teacher_consistency"] == 0.0
+  assert acc2.result()["hierarchy"]["teacher_per_rank"]["genus"] == 0.0
 
 
 @pytest.fixture(scope="module")
