@@ -84,6 +84,13 @@ def main(argv):
   keras.utils.set_random_seed(FLAGS.seed)
   config = config_lib.load_config(FLAGS.config)
   core = model.build_student(config.model, FLAGS.embed_dim, fold_batch_norm=True)
+  # Fresh layers have all-zero biases, which grappler folds away, turning hard-sigmoid's "+ 3"
+  # into a rank-0 fused bias that the exporter rightly refuses for wasm. A trained student never
+  # has exactly-zero biases; give these small random ones (latency does not depend on values).
+  rng = np.random.default_rng(FLAGS.seed)
+  for weight in core.weights:
+    if "bias" in weight.name and not np.any(weight.numpy()):
+      weight.assign(rng.normal(0.0, 0.01, size=weight.shape).astype(np.float32))
   qat = quantization.quantize(core, config.qat.scheme)
   logging.info("student %s alpha=%s R=%s: %d parameters", config.model.name, config.model.alpha,
                config.model.resolution, core.count_params())
