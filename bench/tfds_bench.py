@@ -172,7 +172,7 @@ def main(argv):
       "input_over_train_step_model": fastest["model"],
       "goal": "input_over_train_step >= 3 (input never bounds training)",
       "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                  "note": "CPU only; cores shared with other jobs, so numbers are noisy"},
+                  "note": "CPU only"},
   }
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
   tmp = FLAGS.out + ".tmp"

@@ -47,7 +47,6 @@ FORMAT_VERSION = 1
 JSON_NAME = "label_bank.json"
 BIN_NAME = "label_bank.bin"
 DTYPES = ("int8", "float16")
-_TSV_HEADER = ["index", "name", "parent_index", "common_name"]
 _CHUNK_ROWS = 65536
 
 
@@ -93,37 +92,15 @@ class DeviceLabelBank:
 
 
 def _read_tsv(path: str, rank: str, previous_size: Optional[int]) -> RankTaxa:
+  """One `<rank>.tsv`, parsed and checked by the TFDS stage's reader (the format is one)."""
+  from tfds_treeoflife.cache_reader import CacheFormatError, read_rank_table
   if not os.path.isfile(path):
     raise LabelBankFormatError(f"{path}: missing (the label bank needs {rank}.tsv)")
-  names, parents, commons = [], [], []
-  with open(path, encoding="utf-8", newline="") as f:
-    header = f.readline().rstrip("\r\n").split("\t")
-    if header != _TSV_HEADER:
-      raise LabelBankFormatError(f"{path}: header {header}, expected {_TSV_HEADER}")
-    for line_no, line in enumerate(f, start=2):
-      line = line.rstrip("\r\n")
-      if not line:
-        continue
-      cols = line.split("\t")
-      if len(cols) != 4:
-        raise LabelBankFormatError(f"{path}:{line_no}: {len(cols)} columns, expected 4")
-      try:
-        index, parent = int(cols[0]), int(cols[2])
-      except ValueError as e:
-        raise LabelBankFormatError(f"{path}:{line_no}: index/parent_index not integers") from e
-      if index != len(names):
-        raise LabelBankFormatError(f"{path}:{line_no}: index {index}, expected {len(names)}")
-      ok = parent == -1 if previous_size is None else 0 <= parent < previous_size
-      if not ok:
-        raise LabelBankFormatError(f"{path}:{line_no}: parent_index {parent} is not a row of "
-                                   "the previous rank" if previous_size is not None else
-                                   f"{path}:{line_no}: kingdom rows need parent_index -1")
-      names.append(cols[1])
-      parents.append(parent)
-      commons.append(cols[3])
-  if not names:
-    raise LabelBankFormatError(f"{path}: no taxa")
-  return RankTaxa(names, parents, commons)
+  try:
+    table = read_rank_table(path, rank, previous_size)
+  except CacheFormatError as e:
+    raise LabelBankFormatError(str(e)) from e
+  return RankTaxa(list(table.names), [int(p) for p in table.parents], list(table.common_names))
 
 
 def _find_teacher(directory: str) -> dict:

@@ -9,6 +9,7 @@
  * rank 0". The fix: give such nodes a float32 [C] bias holding the scalar C times.
  */
 import * as tf from '@tensorflow/tfjs';
+import {halfToFloat} from './float16';
 
 interface GraphNode {
   name: string;
@@ -19,15 +20,6 @@ interface GraphNode {
 
 const FUSED_CONV_OPS = new Set(['_FusedConv2D', 'FusedDepthwiseConv2dNative']);
 const BYTES: {[dtype: string]: number} = {float32: 4, int32: 4, bool: 1, uint8: 1, float16: 2, int8: 1};
-
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exponent = (h >> 10) & 0x1f;
-  const fraction = h & 0x3ff;
-  if (exponent === 0) return sign * Math.pow(2, -14) * (fraction / 1024);
-  if (exponent === 31) return fraction ? NaN : sign * Infinity;
-  return sign * Math.pow(2, exponent - 15) * (1 + fraction / 1024);
-}
 
 function specBytes(spec: tf.io.WeightsManifestEntry): number {
   const size = spec.shape.reduce((a, b) => a * b, 1);

@@ -4,6 +4,7 @@
  * Pure JS, no tensors: the model owns the tensors made from it.
  */
 import {BioClipFormatError, BioClipInputError} from './errors';
+import {halfToFloat} from './float16';
 import {LabelBankJson, Rank, RANKS, RankTable} from './types';
 
 export const SUPPORTED_LABEL_BANK_VERSIONS = [1];
@@ -17,16 +18,6 @@ export interface TaxonRef {
 
 function fail(where: string, what: string): never {
   throw new BioClipFormatError(`label bank ${where}: ${what}`);
-}
-
-/** IEEE half to float, for float16 banks (TF.js has no float16 tensors). */
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exponent = (h >> 10) & 0x1f;
-  const fraction = h & 0x3ff;
-  if (exponent === 0) return sign * Math.pow(2, -14) * (fraction / 1024);
-  if (exponent === 31) return fraction ? NaN : sign * Infinity;
-  return sign * Math.pow(2, exponent - 15) * (1 + fraction / 1024);
 }
 
 export class LabelBank {
