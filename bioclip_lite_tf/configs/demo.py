@@ -39,14 +39,5 @@ def get_config(arg: str = "") -> ConfigDict:
   c.checkpoint_every = 100
   c.log_every = 25
   if "runlocal" in (arg or "").split(","):
-    c.model.resolution = 64
-    c.model.alpha = 0.35
-    c.batch_size = 8
-    for phase in c.phases.values():
-      phase.steps = 6
-      phase.warmup_steps = 1
-    c.prune.frequency = 1
-    c.prune.min_params = 0
-    c.checkpoint_every = 3
-    c.log_every = 1
+    default.runlocal(c)
   return c
