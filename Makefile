@@ -17,7 +17,11 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-NODE_DIRS := react-bio-clip bioclip_lite_tf/js
+NODE_DIRS := react-bio-clip
+# react-bio-clip's dist/ (tsc output): the Python side runs react-bio-clip/scripts/run_tfjs.js,
+# which requires it, and the Python tests run before test-js (whose `npm test` also rebuilds).
+RBC_BUILD_INPUTS := $(shell find react-bio-clip/src -type f) react-bio-clip/tsconfig.json \
+  react-bio-clip/package-lock.json
 
 .PHONY: demo test test-python test-js bench setup clean-demo help
 
@@ -26,10 +30,10 @@ help:
 	@echo "make test    run every test, Python and JS"
 	@echo "make bench   run the benchmarks into bench/results/ and bench/RESULTS.md"
 
-setup: $(STAMPS)/python $(STAMPS)/node
+setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/react-bio-clip-dist
 
-# The lock was verified to install together on Python 3.11 (see ../shared/ENVIRONMENT.md facts in
-# README.md): tensorflowjs pins TF 2.19.0, TF pins protobuf 5, torchvision needs its matching torch.
+# The lock was verified to install together on Python 3.11 (see README.md): tensorflowjs pins
+# TF 2.19.0, TF pins protobuf 5, torchvision needs its matching torch.
 $(STAMPS)/python: requirements/lock.txt setup.py
 	@mkdir -p $(STAMPS)
 	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -45,6 +49,11 @@ $(STAMPS)/node: $(foreach d,$(NODE_DIRS),$(wildcard $(d)/package-lock.json))
 	    echo "npm ci in $$d"; (cd $$d && npm ci --no-audit --no-fund --prefer-offline) || exit 1; \
 	  fi; \
 	done
+	@touch $@
+
+$(STAMPS)/react-bio-clip-dist: $(STAMPS)/node $(RBC_BUILD_INPUTS)
+	@mkdir -p $(STAMPS)
+	cd react-bio-clip && npm run build --silent
 	@touch $@
 
 demo: setup

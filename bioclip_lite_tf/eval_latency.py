@@ -25,8 +25,10 @@ import numpy as np
 from bioclip_lite_tf.keras import keras, tf
 from bioclip_lite_tf import export_tflite, export_tfjs
 
-JS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
-RUNNER = os.path.join(JS_DIR, "run_tfjs.js")
+# The npm package runs the export itself (its own loader, dequantizer and classify()).
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JS_DIR = os.path.join(REPO, "react-bio-clip")
+RUNNER = os.path.join(JS_DIR, "scripts", "run_tfjs.js")
 
 
 class NodeRunnerError(RuntimeError):
@@ -38,7 +40,9 @@ def node_available() -> Optional[str]:
   if shutil.which("node") is None:
     return "node is not on PATH"
   if not os.path.isdir(os.path.join(JS_DIR, "node_modules", "@tensorflow", "tfjs")):
-    return f"{JS_DIR}/node_modules is missing: run `npm ci` in {JS_DIR}"
+    return f"{JS_DIR}/node_modules is missing: run `make setup` (npm ci in {JS_DIR})"
+  if not os.path.isfile(os.path.join(JS_DIR, "dist", "node", "index.js")):
+    return f"{JS_DIR}/dist is missing: run `make setup` (npm run build in {JS_DIR})"
   return None
 
 

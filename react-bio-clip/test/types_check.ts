@@ -5,7 +5,7 @@ import {
   BioClip, BioClipError, BioClipInputError, Classification, ClassifyOptions, load, PrototypesJson, RANKS,
   Rank, TaxonScore, version,
 } from 'react-bio-clip';
-import {loadFromDirectory} from 'react-bio-clip/node';
+import {loadFromDirectory, loadGraphModelFromDirectory, readLabelsDirectory, readModelDirectory} from 'react-bio-clip/node';
 import {useBioClip, UseBioClipResult} from 'react-bio-clip/react';
 import type {BioClipCameraProps, BundledExport} from 'react-bio-clip/native';
 
@@ -15,6 +15,11 @@ export async function app(): Promise<string> {
     labels: 'https://example.org/export/labels/label_bank.json',
   });
   const fromDisk: BioClip = await loadFromDirectory('/tmp/export', {resize: 'bilinear'});
+  const graph: tf.GraphModel = await loadGraphModelFromDirectory('/tmp/export/tfjs');
+  const pieces: BioClip = await load({
+    model: await readModelDirectory('/tmp/export/tfjs'), labels: await readLabelsDirectory('/tmp/export/labels'),
+    manifest: bioClip.manifest,
+  });
   const frame: tf.Tensor3D = tf.zeros([480, 640, 3], 'int32');
   const embedding: Float32Array = bioClip.embed(frame);
   const options: ClassifyOptions = {topK: 3, ranks: ['genus', 'species'], threshold: 0.8, restrictTo: ['Aves']};
@@ -34,5 +39,5 @@ export async function app(): Promise<string> {
     if (error instanceof BioClipInputError && error.code === 'BAD_INPUT') return error.message;
     if (error instanceof BioClipError) return error.code;
   }
-  return [version, embedding.length, best?.name, genus?.length, rank, hook, props, bundle].join();
+  return [version, embedding.length, best?.name, genus?.length, rank, hook, props, bundle, graph.inputs.length, pieces.numSpecies].join();
 }

@@ -10,7 +10,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 
 import {BioClipFormatError, BioClipLoadError, BioClipMismatchError} from '../errors';
-import {EXPORT_PATHS, manifestSha256, parseJson} from '../io';
+import {EXPORT_PATHS, manifestSha256, parseJson, readGraphModel} from '../io';
 import {load} from '../load';
 import {BioClip, ExportManifest, LoadOptions} from '../types';
 
@@ -22,28 +22,34 @@ async function readFile(file: string, what: string): Promise<Uint8Array> {
   }
 }
 
-/** Reads a file of the export and checks it against the sha256 the manifest records. */
-async function readChecked(dir: string, relative: string, manifest: ExportManifest, what: string): Promise<Uint8Array> {
-  const bytes = await readFile(path.join(dir, relative), what);
-  const expected = manifestSha256(manifest, relative);
+/**
+ * Reads a file and, with a manifest, checks it against the sha256 the manifest records for
+ * `relative` (its path relative to the export directory).
+ */
+async function readChecked(file: string, relative: string, manifest: ExportManifest | undefined, what: string): Promise<Uint8Array> {
+  const bytes = await readFile(file, what);
+  const expected = manifest ? manifestSha256(manifest, relative) : null;
   if (expected) {
     const actual = createHash('sha256').update(bytes).digest('hex');
     if (actual !== expected) {
       throw new BioClipMismatchError(
-          `${path.join(dir, relative)} is not the file this export's manifest.json records ` +
+          `${file} is not the file this export's manifest.json records ` +
           `(sha256 ${actual}, expected ${expected})`);
     }
   }
   return bytes;
 }
 
-/** The pieces load() takes, read from an export directory (docs/FORMATS.md section 4). */
-export async function readExportDirectory(dir: string): Promise<Required<Pick<LoadOptions, 'model' | 'labels' | 'manifest'>>> {
-  const manifest = parseJson<ExportManifest>(await readFile(path.join(dir, 'manifest.json'), 'manifest'), `manifest ${dir}/manifest.json`);
-  const modelBytes = await readChecked(dir, EXPORT_PATHS.modelJson, manifest, 'model');
-  const modelJson = parseJson<tf.io.ModelJSON>(modelBytes, `model ${dir}/${EXPORT_PATHS.modelJson}`);
+/**
+ * A TF.js model folder (model.json and its weight shards, the export's tfjs/) as an IOHandler
+ * for load(). With `manifest`, every file is checked against the sha256 it records.
+ */
+export async function readModelDirectory(modelDir: string, manifest?: ExportManifest): Promise<tf.io.IOHandler> {
+  const jsonPath = path.join(modelDir, 'model.json');
+  const modelBytes = await readChecked(jsonPath, EXPORT_PATHS.modelJson, manifest, 'model');
+  const modelJson = parseJson<tf.io.ModelJSON>(modelBytes, `model ${jsonPath}`);
   if (!modelJson.modelTopology || !Array.isArray(modelJson.weightsManifest)) {
-    throw new BioClipFormatError(`${dir}/${EXPORT_PATHS.modelJson} is not a TF.js model.json`);
+    throw new BioClipFormatError(`${jsonPath} is not a TF.js model.json`);
   }
   const artifacts = await tf.io.getModelArtifactsForJSON(modelJson, async (weightsManifest) => {
     const specs: tf.io.WeightsManifestEntry[] = [];
@@ -51,15 +57,40 @@ export async function readExportDirectory(dir: string): Promise<Required<Pick<Lo
     for (const group of weightsManifest) {
       specs.push(...group.weights);
       for (const shard of group.paths) {
-        const bytes = await readChecked(dir, `tfjs/${shard}`, manifest, 'weight shard');
+        const bytes = await readChecked(path.join(modelDir, shard), `tfjs/${shard}`, manifest, 'weight shard');
         buffers.push(bytes.slice().buffer);
       }
     }
     return [specs, buffers];
   });
-  const labelsJson = await readChecked(dir, EXPORT_PATHS.labelsJson, manifest, 'label bank');
-  const labelsBin = await readChecked(dir, EXPORT_PATHS.labelsBin, manifest, 'label bank data');
-  return {model: tf.io.fromMemory(artifacts), labels: {json: labelsJson, bin: labelsBin}, manifest};
+  return tf.io.fromMemory(artifacts);
+}
+
+/**
+ * A label bank folder (label_bank.json and label_bank.bin, the export's labels/) as load()'s
+ * `labels`. With `manifest`, both files are checked against the sha256 it records.
+ */
+export async function readLabelsDirectory(labelsDir: string, manifest?: ExportManifest): Promise<{json: Uint8Array; bin: Uint8Array}> {
+  const json = await readChecked(path.join(labelsDir, path.basename(EXPORT_PATHS.labelsJson)), EXPORT_PATHS.labelsJson, manifest, 'label bank');
+  const bin = await readChecked(path.join(labelsDir, path.basename(EXPORT_PATHS.labelsBin)), EXPORT_PATHS.labelsBin, manifest, 'label bank data');
+  return {json, bin};
+}
+
+/**
+ * The bare graph model of a TF.js model folder (image float32 [N, R, R, 3] 0..255 -> embedding
+ * [N, D]), with load()'s load-time graph fixes, and no manifest or label bank. For running the
+ * embedding alone (parity and latency checks); apps use load() or loadFromDirectory().
+ */
+export async function loadGraphModelFromDirectory(modelDir: string): Promise<tf.GraphModel> {
+  return readGraphModel(await readModelDirectory(modelDir));
+}
+
+/** The pieces load() takes, read from an export directory (docs/FORMATS.md section 4). */
+export async function readExportDirectory(dir: string): Promise<Required<Pick<LoadOptions, 'model' | 'labels' | 'manifest'>>> {
+  const manifest = parseJson<ExportManifest>(await readFile(path.join(dir, 'manifest.json'), 'manifest'), `manifest ${dir}/manifest.json`);
+  const model = await readModelDirectory(path.join(dir, path.dirname(EXPORT_PATHS.modelJson)), manifest);
+  const labels = await readLabelsDirectory(path.join(dir, path.dirname(EXPORT_PATHS.labelsJson)), manifest);
+  return {model, labels, manifest};
 }
 
 /** load() for an export directory on disk. */
