@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -28,6 +27,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
+
+from bench import results_io  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training workdir whose qat/model.h5 is timed; default: "
@@ -44,7 +45,8 @@ flags.DEFINE_string("out", "bench/results/latency.json", "Where to write the JSO
 
 
 def build_student(config_path: str, embed_dim: int):
-  from bioclip_lite_tf import config as config_lib, model as student_model, quantization
+  from bioclip_lite_tf import config as config_lib, model as student_model
+  from bioclip_lite_tf.optimize import quantization
   cfg = config_lib.load_config(config_path)
   cfg.model.resolution = 224
   core = student_model.build_student(cfg.model, embed_dim)
@@ -70,8 +72,10 @@ def main(argv):
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
   import gzip
   import numpy as np
-  from bioclip_lite_tf import (eval_latency, export, export_graph, export_testing,
-                               export_tflite, export_tfjs)
+  from bioclip_lite_tf import export
+  from bioclip_lite_tf.evaluate import latency as eval_latency
+  from bioclip_lite_tf.export import plain_graph as export_graph
+  from bioclip_lite_tf.export import tflite as export_tflite
 
   start = time.time()
   if FLAGS.workdir:
@@ -85,7 +89,7 @@ def main(argv):
   student_info.update(params=counts["params"], embed_dim=export.model_embed_dim(plain),
                       keras_fp32_bytes=4 * counts["params"])
   resolutions = [int(r) for r in FLAGS.resolutions]
-  calibration = export_testing.synthetic_photos(32, 224, seed=1)
+  calibration = export.synthetic_photos(32, 224, seed=1)
 
   sizes = {}
   with tempfile.TemporaryDirectory(prefix="latency-bench-") as tmp:
@@ -111,8 +115,7 @@ def main(argv):
   sizes["teacher_fp32_bytes"] = teacher["fp32_bytes"]
   result = {
       "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-      "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                  "load_average_1m": os.getloadavg()[0]},
+      "machine": results_io.machine(),
       "threads": student["threads"] | {"teacher_torch_cpu": teacher["threads"]},
       "student": student_info,
       "teacher": teacher,
@@ -127,10 +130,7 @@ def main(argv):
       "seconds": round(time.time() - start, 1),
   }
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-  tmp_out = FLAGS.out + ".tmp"
-  with open(tmp_out, "w") as f:
-    json.dump(result, f, indent=2)
-  os.replace(tmp_out, FLAGS.out)
+  results_io.write_result(FLAGS.out, result)
   print(json.dumps({k: result[k] for k in ("speedup_vs_teacher_224",
                                            "speedup_vs_teacher_224_by_runtime",
                                            "size_ratio_teacher_over_tfjs")}, indent=2))

@@ -10,12 +10,16 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 
 from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import results_io  # noqa: E402
+from formats import atomic  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out_dir", "bench/results", "Where the benchmark scripts write their JSON "
@@ -32,23 +36,6 @@ BENCHMARKS = [
     ("latency", ["bench/latency_bench.py"], "latency.json"),
     ("tfjs_node", ["bench/js/tfjs_node_bench.py"], "tfjs_node.json"),
 ]
-
-
-def machine() -> dict:
-  info = {"python": platform.python_version(), "machine": platform.machine(),
-          "cpus": os.cpu_count(), "system": platform.platform()}
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          info["cpu_model"] = line.split(":", 1)[1].strip()
-          break
-    with open("/proc/meminfo") as f:
-      info["mem_total_kb"] = int(f.readline().split()[1])
-  except OSError:
-    pass
-  info["gpu"] = "none" if not os.path.exists("/dev/nvidia0") else "present"
-  return info
 
 
 def _flatten(d, prefix=""):
@@ -70,7 +57,7 @@ def write_results_md(out_dir: str, path: str, runs: dict) -> None:
   lines = ["# Benchmark results", "",
            f"Written by `make bench` on {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC from "
            f"the JSON files in `{out_dir}/` of that same run (nothing older).", ""]
-  m = machine()
+  m = results_io.machine()
   lines += ["## Machine", "", "| what | value |", "|---|---|"]
   lines += [f"| {k} | {v} |" for k, v in m.items()]
   lines += [""]
@@ -95,10 +82,7 @@ def write_results_md(out_dir: str, path: str, runs: dict) -> None:
     lines += ["| key | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in _flatten(data)]
     lines += [""]
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write("\n".join(lines))
-  os.replace(tmp, path)
+  atomic.write_text(path, "\n".join(lines))
 
 
 def headline_ratios(out_dir: str) -> dict:
@@ -147,9 +131,8 @@ def main(argv):
       rc = subprocess.run([sys.executable] + script).returncode
       runs[stem] = f"exit {rc} after {time.time() - start:.0f}s"
       print(f"[bench] {stem}: {runs[stem]}", flush=True)
-  summary = {"machine": machine(), "runs": runs, "headline": headline_ratios(FLAGS.out_dir)}
-  with open(os.path.join(FLAGS.out_dir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=2)
+  summary = {"machine": results_io.machine(), "runs": runs, "headline": headline_ratios(FLAGS.out_dir)}
+  results_io.write_result(os.path.join(FLAGS.out_dir, "summary.json"), summary)
   write_results_md(FLAGS.out_dir, FLAGS.results_md, runs)
   print(f"[bench] wrote {FLAGS.results_md}")
   failed = [s for s, r in runs.items() if not r.startswith("exit 0")]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -25,6 +24,8 @@ import time
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import results_io  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_photos", 24, "Photos in the generated tar dataset.")
@@ -43,7 +44,7 @@ def main(argv):
     import numpy as np
     import torch
 
-    from teacher_cache import atomic, demo_data
+    from teacher_cache import demo_data
     from teacher_cache.cache_writer import CacheConfig, prepare_cache, run_shard
     from teacher_cache.sources import open_source
     from teacher_cache.teachers import decode_and_resize, load_teacher
@@ -113,11 +114,10 @@ def main(argv):
             "goal_stage_over_forward": 0.9,
             # Immune to load drift: forward time / stage time measured inside the same run.
             "forward_share_of_stage_time": [round(v, 4) for v in shares],
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                        "torch": torch.__version__, "loadavg_before": load_before,
-                        "loadavg_after": load_after},
+            "machine": results_io.machine(torch=torch.__version__, loadavg_before=load_before,
+                                          loadavg_after=load_after),
         }
-        atomic.write_json(FLAGS.out, result)
+        results_io.write_result(FLAGS.out, result)
         print(json.dumps(result, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)

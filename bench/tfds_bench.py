@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -30,6 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
+
+from bench import results_io  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_photos", 2000, "Photos in the benchmark cache.")
@@ -171,14 +172,10 @@ def main(argv):
       "input_over_train_step": round(read_result["photos_per_s"] / fastest["photos_per_s"], 2),
       "input_over_train_step_model": fastest["model"],
       "goal": "input_over_train_step >= 3 (input never bounds training)",
-      "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                  "note": "CPU only"},
+      "machine": results_io.machine(),
   }
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-  tmp = FLAGS.out + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(result, f, indent=2)
-  os.replace(tmp, FLAGS.out)
+  results_io.write_result(FLAGS.out, result)
   print(json.dumps(result, indent=2))
 
 

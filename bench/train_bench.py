@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -24,8 +23,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from bench import results_io  # noqa: E402
+
 from bioclip_lite_tf import config as config_lib  # noqa: E402
-from bioclip_lite_tf import synthetic, train  # noqa: E402
+from bioclip_lite_tf import train  # noqa: E402
+from bioclip_lite_tf.testing import synthetic  # noqa: E402
 
 FLAGS = flags.FLAGS
 # --data_dir, --config and --override are the trainer's own flags (defined by importing train):
@@ -60,7 +62,7 @@ def main(argv):
       "num_species": summary["num_species"],
       "photos_per_second": {p: r["photos_per_second"] for p, r in summary["phases"].items()},
       "wall_seconds": round(time.time() - started, 1),
-      "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+      "machine": results_io.machine(),
   }
   demo_summary = os.path.join(FLAGS.demo_workdir, "summary.json")
   if os.path.exists(demo_summary):
@@ -71,10 +73,7 @@ def main(argv):
     result["demo_photos_per_second"] = {p: r.get("photos_per_second")
                                         for p, r in demo["phases"].items()}
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-  tmp = FLAGS.out + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(result, f, indent=2)
-  os.replace(tmp, FLAGS.out)
+  results_io.write_result(FLAGS.out, result)
   print(json.dumps(result, indent=2))
 
 

@@ -19,6 +19,8 @@ from typing import Callable, List
 
 from absl import app, flags
 
+from formats import atomic
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out_dir", "runs/demo", "Where every output of the demo goes.")
 flags.DEFINE_bool("force", False, "Delete out_dir first and redo every stage.")
@@ -84,11 +86,8 @@ def run_stage(out_dir: str, stage: Stage, index: int, total: int) -> float:
     print(f"\nstage {stage.name} failed with exit code {result.returncode} after {seconds:.0f}s; "
           f"fix the cause and run `make demo` again: finished stages are kept.", file=sys.stderr)
     sys.exit(result.returncode)
-  os.makedirs(os.path.dirname(marker), exist_ok=True)
-  tmp = marker + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump({"argv": argv[1:], "seconds": round(seconds, 1), "finished": time.time()}, f)
-  os.replace(tmp, marker)
+  atomic.write_json(marker, {"argv": argv[1:], "seconds": round(seconds, 1),
+                             "finished": time.time()})
   print(f"    finished in {seconds:.0f}s", flush=True)
   return seconds
 

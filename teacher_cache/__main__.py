@@ -52,7 +52,7 @@ def main(argv):
     # Torch-free checks first, so a wrong path or a foreign cache fails in about a second.
     from teacher_cache.manifest import ResumeMismatch, check_source_early
     from teacher_cache.sources import SourceError, open_source
-    from teacher_cache.taxonomy import TaxonomyError
+    from formats.taxonomy import TaxonomyError
 
     try:
         if not FLAGS.out_dir:
@@ -64,7 +64,7 @@ def main(argv):
         return 2
 
     from teacher_cache.cache_writer import BadConfig, CacheConfig, run_shard
-    from teacher_cache.label_bank import LabelBankError
+    from formats.errors import FormatError
     from teacher_cache.teachers import TeacherError, load_teacher
     if FLAGS.torch_threads > 0:
         import torch
@@ -78,7 +78,7 @@ def main(argv):
             species_chunk=FLAGS.species_chunk, text_batch_size=FLAGS.text_batch_size,
             log_every_seconds=FLAGS.log_every_seconds)
         done = run_shard(cfg, source, teacher)
-    except (SourceError, TeacherError, ResumeMismatch, TaxonomyError, LabelBankError, BadConfig) as e:
+    except (SourceError, TeacherError, ResumeMismatch, TaxonomyError, FormatError, BadConfig) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:

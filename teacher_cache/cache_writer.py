@@ -15,10 +15,7 @@ import contextlib
 import dataclasses
 import fcntl
 import glob
-import io
-import json
 import os
-import re
 import time
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -26,16 +23,17 @@ import numpy as np
 import torch
 from absl import logging
 
-from teacher_cache import atomic
-from teacher_cache.label_bank import (LABEL_BANK_DIR, LabelBankError, build_label_bank,
-                                      label_bank_meta, load_label_bank)
-from teacher_cache.manifest import FORMAT_VERSION, ResumeMismatch, check_same
+from formats import atomic
+from formats import teacher_cache as cache_format
+from formats.ranks import NUM_RANKS
+from formats.taxonomy import TEXT_TEMPLATE, TEXT_TEMPLATE_NO_COMMON, Taxonomy
+from formats.teacher_cache import FORMAT_VERSION, PART_RE, shard_name
+from teacher_cache.label_bank import LABEL_BANK_DIR, build_label_bank, label_bank_meta, load_label_bank
+from teacher_cache.manifest import ResumeMismatch, check_same
 from teacher_cache.sources import RawSample, Source, printable
-from teacher_cache.taxonomy import NUM_RANKS, TEXT_TEMPLATE, TEXT_TEMPLATE_NO_COMMON, Taxonomy
 from teacher_cache.teachers import DEFAULT_MAX_IMAGE_PIXELS, SkipSample, Teacher, decode_and_resize
 from teacher_cache.topk import streaming_topk
 
-_PART = re.compile(r"^part-(\d{6})\.npz$")
 # Keep the species matrix in RAM up to this size; beyond it, stream it from the memmap.
 _SPECIES_IN_RAM_BYTES = 2 << 30
 
@@ -57,10 +55,6 @@ class CacheConfig:
     species_chunk: int = 65536
     text_batch_size: int = 256
     log_every_seconds: float = 30.0
-
-
-def shard_name(index: int, num_shards: int) -> str:
-    return f"shard-{index:05d}-of-{num_shards:05d}"
 
 
 @contextlib.contextmanager
@@ -100,8 +94,7 @@ def prepare_cache(cfg: CacheConfig, source: Source, teacher: Teacher) -> Tuple[D
             "shards": {"num_shards": cfg.num_shards, "complete": []},
         }
         if os.path.isfile(manifest_path):
-            with open(manifest_path, encoding="utf-8") as f:
-                old = json.load(f)
+            old = atomic.read_json(manifest_path)
             check_same(old, manifest, cfg.out_dir)
             manifest = old
         bank_dir = os.path.join(cfg.out_dir, LABEL_BANK_DIR)
@@ -116,19 +109,18 @@ def prepare_cache(cfg: CacheConfig, source: Source, teacher: Teacher) -> Tuple[D
                          {t.rank: len(t) for t in taxonomy.tables})
             build_label_bank(cfg.out_dir, taxonomy, teacher, cfg.text_batch_size)
         if not os.path.isfile(manifest_path):
-            atomic.write_json(manifest_path, manifest)
+            cache_format.write_manifest(cfg.out_dir, manifest)
     return manifest, taxonomy
 
 
 def _committed_parts(shard_dir: str) -> Tuple[int, int]:
     """(next part number, first uncommitted ordinal) from the parts on disk."""
-    parts = sorted(n for n in os.listdir(shard_dir) if _PART.match(n))
+    parts = sorted(n for n in os.listdir(shard_dir) if PART_RE.match(n))
     end = 0
     for expect, name in enumerate(parts):
-        if int(_PART.match(name).group(1)) != expect:
+        if int(PART_RE.match(name).group(1)) != expect:
             raise ResumeMismatch(f"{shard_dir}: parts are not numbered 0..{len(parts) - 1} ({name})")
-        with np.load(os.path.join(shard_dir, name), allow_pickle=False) as z:
-            start, stop = (int(v) for v in z["span"])
+        start, stop = cache_format.read_part_span(os.path.join(shard_dir, name))
         if start != end:
             raise ResumeMismatch(f"{shard_dir}/{name}: span starts at {start}, expected {end}")
         end = stop
@@ -198,82 +190,73 @@ class _Part:
             "skipped_reason": np.array([s[1] for s in self.skips], dtype=np.str_),
             "skipped_where": np.array([s[2] for s in self.skips], dtype=np.str_),
         }
-        # Zip in memory first (a part is a few MB): a write that fails on a full disk then fails in
-        # one plain write, with no half-closed ZipFile left for the garbage collector to trip over.
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        atomic.write_bytes(path, buf.getvalue())
+        cache_format.write_part(path, arrays)
 
 
 def _finalize_manifest(out_dir: str) -> Dict:
     """Sums the done files into manifest.json (under the lock, so workers don't race)."""
     with _locked(out_dir):
-        path = os.path.join(out_dir, "manifest.json")
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
+        manifest = atomic.read_json(os.path.join(out_dir, cache_format.MANIFEST))
         written = skipped = 0
         complete = []
-        for p in sorted(glob.glob(os.path.join(out_dir, "rows", "shard-*.done.json"))):
-            with open(p, encoding="utf-8") as f:
-                d = json.load(f)
+        for p in sorted(glob.glob(os.path.join(out_dir, cache_format.ROWS_DIR, "shard-*.done.json"))):
+            d = atomic.read_json(p)
             written += d["written"]
             skipped += d["skipped"]
             complete.append(d["shard_index"])
         manifest["counts"] = {"written": written, "skipped": skipped}
         manifest["shards"]["complete"] = complete
-        atomic.write_json(path, manifest)
+        cache_format.write_manifest(out_dir, manifest)
     return manifest
 
 
-def run_shard(cfg: CacheConfig, source: Source, teacher: Teacher) -> Dict[str, object]:
-    """Caches one worker shard (resuming if parts exist). Returns its done-file dict."""
+def _check_config(cfg: CacheConfig) -> None:
     if not 0 <= cfg.shard_index < cfg.num_shards:
         raise BadConfig(f"--shard_index={cfg.shard_index} must be in [0, --num_shards={cfg.num_shards})")
     if cfg.batch_size < 1 or cfg.topk < 1 or cfg.rows_per_part < 1:
         raise BadConfig("--batch_size, --topk and --rows_per_part must be >= 1")
-    manifest, taxonomy = prepare_cache(cfg, source, teacher)
-    name = shard_name(cfg.shard_index, cfg.num_shards)
-    rows_dir = os.path.join(cfg.out_dir, "rows")
-    shard_dir = os.path.join(rows_dir, name)
-    done_path = os.path.join(rows_dir, name + ".done.json")
-    if os.path.isfile(done_path):
-        logging.info("%s is already complete (%s); nothing to do", name, done_path)
-        _finalize_manifest(cfg.out_dir)
-        with open(done_path, encoding="utf-8") as f:
-            return json.load(f)
-    os.makedirs(shard_dir, exist_ok=True)
-    litter = atomic.remove_tmp_litter(shard_dir)
-    next_part, start = _committed_parts(shard_dir)
-    if next_part:
-        logging.info("%s: resuming after %d committed parts at sample %d (%d temp files removed)",
-                      name, next_part, start, litter)
 
-    bank = load_label_bank(os.path.join(cfg.out_dir, LABEL_BANK_DIR))
-    species = bank.species_embeddings
+
+def _species_matrix(cfg: CacheConfig):
+    """The species text embeddings: a torch tensor in RAM, or the memmap when it is huge."""
+    species = load_label_bank(os.path.join(cfg.out_dir, LABEL_BANK_DIR)).species_embeddings
     if species.nbytes <= _SPECIES_IN_RAM_BYTES:
         species = torch.from_numpy(np.array(species, dtype=np.float32))
-    k = min(cfg.topk, taxonomy.num_species)
-    size = teacher.preprocessing.size
+    return species
 
-    samples = ((o, s) for o, s in enumerate(source.iter_shard(cfg.shard_index, cfg.num_shards))
-               if o >= start)
-    t0 = time.monotonic()
-    last_log = t0
-    forward_s = 0.0
-    seen = written = skipped = 0
-    part = _Part(start)
-    batch: List[Tuple[int, RawSample, np.ndarray, Tuple[int, ...]]] = []
 
-    def flush_batch():
-        nonlocal forward_s, written
-        if not batch:
+@dataclasses.dataclass
+class _RunCounts:
+    """What this run (not the whole shard) did, for the log and the done file."""
+    seen: int = 0
+    written: int = 0
+    skipped: int = 0
+    forward_s: float = 0.0
+
+
+class _ShardRun:
+    """Batches the decoded photos of one shard through the teacher and commits parts."""
+
+    def __init__(self, cfg: CacheConfig, name: str, shard_dir: str, next_part: int, start: int,
+                 teacher: Teacher, species, k: int):
+        self.cfg, self.name, self.shard_dir = cfg, name, shard_dir
+        self.next_part = next_part
+        self.teacher, self.species, self.k = teacher, species, k
+        self.part = _Part(start)
+        self.batch: List[Tuple[int, RawSample, np.ndarray, Tuple[int, ...]]] = []
+        self.counts = _RunCounts()
+
+    def flush_batch(self) -> None:
+        if not self.batch:
             return
-        pixels = torch.from_numpy(np.stack([b[2] for b in batch]))
+        pixels = torch.from_numpy(np.stack([b[2] for b in self.batch]))
         t = time.monotonic()
-        emb = teacher.encode_pixels(pixels)
-        values, indices = streaming_topk(emb, species, teacher.logit_scale, k, cfg.species_chunk)
-        forward_s += time.monotonic() - t
-        for ordinal, raw, _, tax in batch:
+        emb = self.teacher.encode_pixels(pixels)
+        values, indices = streaming_topk(emb, self.species, self.teacher.logit_scale, self.k,
+                                         self.cfg.species_chunk)
+        self.counts.forward_s += time.monotonic() - t
+        part = self.part
+        for ordinal, raw, _, tax in self.batch:
             part.keys.append(raw.key)
             part.images.append(raw.image_bytes)
             part.taxon_index.append(tax)
@@ -281,69 +264,108 @@ def run_shard(cfg: CacheConfig, source: Source, teacher: Teacher) -> Dict[str, o
         part.embedding.append(emb.numpy())
         part.topk_i.append(indices.numpy())
         part.topk_v.append(values.numpy())
-        part.end = batch[-1][0] + 1
-        written += len(batch)
-        batch.clear()
+        part.end = self.batch[-1][0] + 1
+        self.counts.written += len(self.batch)
+        self.batch.clear()
 
-    def commit():
-        nonlocal part, next_part
-        path = os.path.join(shard_dir, f"part-{next_part:06d}.npz")
-        part.save(path, teacher.embed_dim, k)
-        next_part += 1
-        part = _Part(part.end)
+    def commit(self) -> None:
+        path = os.path.join(self.shard_dir, cache_format.part_name(self.next_part))
+        self.part.save(path, self.teacher.embed_dim, self.k)
+        self.next_part += 1
+        self.part = _Part(self.part.end)
 
+    def add(self, ordinal: int, raw: RawSample, pixels, reason: Optional[str], taxonomy) -> None:
+        self.counts.seen += 1
+        if reason is None and not taxonomy.contains(raw.lineage):
+            reason = "taxon not in the label bank"
+        if reason is not None:
+            self.counts.skipped += 1
+            self.part.skips.append((printable(raw.key), reason, raw.where))
+            logging.warning("%s: skipped sample %s (%s): %s", self.name, printable(raw.key),
+                            raw.where, reason)
+            return
+        self.batch.append((ordinal, raw, pixels, taxonomy.index_of(raw.lineage)))
+        if len(self.batch) == self.cfg.batch_size:
+            self.flush_batch()
+            if len(self.part) >= self.cfg.rows_per_part:
+                self.commit()
+
+    def finish(self, last_ordinal: Optional[int]) -> None:
+        self.flush_batch()
+        if last_ordinal is not None:
+            self.part.end = max(self.part.end, last_ordinal + 1)
+        if len(self.part) or self.part.skips:
+            self.commit()
+
+    def log_progress(self, elapsed: float) -> None:
+        c = self.counts
+        logging.info("%s: %d samples this run, %d written, %d skipped, %.2f photos/s "
+                     "(teacher forward alone %.2f photos/s)", self.name, c.seen, c.written,
+                     c.skipped, c.written / elapsed, c.written / max(c.forward_s, 1e-9))
+
+
+def _shard_totals(shard_dir: str) -> Tuple[int, List[Dict[str, str]]]:
+    """(rows written, skip records) over the whole shard (all runs), from the committed parts."""
+    total_written = 0
+    skip_records = []
+    for p in sorted(n for n in os.listdir(shard_dir) if PART_RE.match(n)):
+        z = cache_format.read_part(os.path.join(shard_dir, p))
+        total_written += len(z["key"])
+        skip_records.extend({"key": a, "reason": b, "where": c} for a, b, c in
+                            zip(z["skipped_key"].tolist(), z["skipped_reason"].tolist(),
+                                z["skipped_where"].tolist()))
+    return total_written, skip_records
+
+
+def run_shard(cfg: CacheConfig, source: Source, teacher: Teacher) -> Dict[str, object]:
+    """Caches one worker shard (resuming if parts exist). Returns its done-file dict."""
+    _check_config(cfg)
+    manifest, taxonomy = prepare_cache(cfg, source, teacher)
+    name = shard_name(cfg.shard_index, cfg.num_shards)
+    shard_dir = os.path.join(cfg.out_dir, cache_format.ROWS_DIR, name)
+    done_path = cache_format.done_path(cfg.out_dir, name)
+    if os.path.isfile(done_path):
+        logging.info("%s is already complete (%s); nothing to do", name, done_path)
+        _finalize_manifest(cfg.out_dir)
+        return atomic.read_json(done_path)
+    os.makedirs(shard_dir, exist_ok=True)
+    litter = atomic.remove_tmp_litter(shard_dir)
+    next_part, start = _committed_parts(shard_dir)
+    if next_part:
+        logging.info("%s: resuming after %d committed parts at sample %d (%d temp files removed)",
+                     name, next_part, start, litter)
+    run = _ShardRun(cfg, name, shard_dir, next_part, start, teacher, _species_matrix(cfg),
+                    min(cfg.topk, taxonomy.num_species))
+    samples = ((o, s) for o, s in enumerate(source.iter_shard(cfg.shard_index, cfg.num_shards))
+               if o >= start)
+    t0 = last_log = time.monotonic()
+    last_ordinal = None
     window = 2 * cfg.batch_size + cfg.decode_workers
     with concurrent.futures.ThreadPoolExecutor(cfg.decode_workers, thread_name_prefix="decode") as pool:
-        for ordinal, raw, pixels, reason in _decoded(samples, pool, size, cfg.max_image_pixels, window):
-            seen += 1
-            if reason is None and not taxonomy.contains(raw.lineage):
-                reason = "taxon not in the label bank"
-            if reason is not None:
-                skipped += 1
-                part.skips.append((printable(raw.key), reason, raw.where))
-                logging.warning("%s: skipped sample %s (%s): %s", name, printable(raw.key), raw.where, reason)
-            else:
-                batch.append((ordinal, raw, pixels, taxonomy.index_of(raw.lineage)))
-                if len(batch) == cfg.batch_size:
-                    flush_batch()
-                    if len(part) >= cfg.rows_per_part:
-                        commit()
+        for ordinal, raw, pixels, reason in _decoded(samples, pool, teacher.preprocessing.size,
+                                                     cfg.max_image_pixels, window):
+            run.add(ordinal, raw, pixels, reason, taxonomy)
             now = time.monotonic()
             if now - last_log >= cfg.log_every_seconds:
                 last_log = now
-                logging.info("%s: %d samples this run, %d written, %d skipped, %.2f photos/s "
-                             "(teacher forward alone %.2f photos/s)", name, seen, written, skipped,
-                             written / (now - t0), written / max(forward_s, 1e-9))
+                run.log_progress(now - t0)
             last_ordinal = ordinal
-        flush_batch()
-        if seen:
-            part.end = max(part.end, last_ordinal + 1)
-        if len(part) or part.skips:
-            commit()
+        run.finish(last_ordinal)
 
     elapsed = time.monotonic() - t0
-    # Totals over the whole shard (all runs), from the committed parts.
-    total_written = total_skipped = 0
-    skip_records = []
-    for p in sorted(n for n in os.listdir(shard_dir) if _PART.match(n)):
-        with np.load(os.path.join(shard_dir, p), allow_pickle=False) as z:
-            total_written += len(z["key"])
-            total_skipped += len(z["skipped_key"])
-            skip_records.extend({"key": a, "reason": b, "where": c} for a, b, c in
-                                zip(z["skipped_key"].tolist(), z["skipped_reason"].tolist(),
-                                    z["skipped_where"].tolist()))
-    skipped_path = os.path.join(cfg.out_dir, "skipped", name + ".jsonl")
-    atomic.write_bytes(skipped_path, "".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                             for r in skip_records).encode("utf-8"))
-    done = {"shard_index": cfg.shard_index, "num_shards": cfg.num_shards, "parts": next_part,
-            "written": total_written, "skipped": total_skipped,
-            "this_run": {"samples": seen, "written": written, "skipped": skipped,
+    total_written, skip_records = _shard_totals(shard_dir)
+    cache_format.write_skipped(cfg.out_dir, name, skip_records)
+    c = run.counts
+    done = {"shard_index": cfg.shard_index, "num_shards": cfg.num_shards, "parts": run.next_part,
+            "written": total_written, "skipped": len(skip_records),
+            "this_run": {"samples": c.seen, "written": c.written, "skipped": c.skipped,
                          "seconds": round(elapsed, 3),
-                         "photos_per_second": round(written / elapsed, 3) if elapsed else None,
-                         "forward_photos_per_second": round(written / forward_s, 3) if forward_s else None}}
-    atomic.write_json(done_path, done)
+                         "photos_per_second": round(c.written / elapsed, 3) if elapsed else None,
+                         "forward_photos_per_second": (round(c.written / c.forward_s, 3)
+                                                       if c.forward_s else None)}}
+    cache_format.write_shard_done(cfg.out_dir, name, done)
     manifest = _finalize_manifest(cfg.out_dir)
     logging.info("%s complete: %d written, %d skipped (cache total: %s) in %.1fs, %.2f photos/s",
-                 name, total_written, total_skipped, manifest["counts"], elapsed,
-                 written / elapsed if elapsed else 0.0)
+                 name, total_written, len(skip_records), manifest["counts"], elapsed,
+                 c.written / elapsed if elapsed else 0.0)
     return done

@@ -26,8 +26,10 @@ import numpy as np
 from absl import app, flags, logging
 from PIL import Image
 
-from teacher_cache import atomic, webdataset
-from teacher_cache.taxonomy import RANKS, Lineage, taxon_name
+from formats import atomic
+from teacher_cache import webdataset
+from formats.ranks import RANKS
+from formats.taxonomy import Lineage, taxon_name
 
 SYNTHETIC_NOTE = (
     "SYNTHETIC DATA. The photos in this directory were drawn by a program "

@@ -17,30 +17,23 @@ common_name column. DIR/label_bank/ is written in the same format as inside a ca
 from __future__ import annotations
 
 import csv
-import dataclasses
-import json
 import os
 import sys
-from typing import Dict, List, Optional
+from typing import Dict
 
-import numpy as np
 from absl import app, flags, logging
 
-from teacher_cache import atomic
-from teacher_cache.taxonomy import (RANKS, TEXT_TEMPLATE, TEXT_TEMPLATE_NO_COMMON, RankTable,
-                                    Taxonomy, TaxonomyError, normalize_lineage)
-
-LABEL_BANK_FORMAT_VERSION = 1
-LABEL_BANK_DIR = "label_bank"
-
-
-class LabelBankError(ValueError):
-    """A label bank on disk is missing, malformed, or does not match what was asked for."""
+from formats import label_bank as label_bank_format
+from formats.errors import FormatError
+from formats.label_bank import LABEL_BANK_DIR, LabelBank
+from formats.ranks import RANKS
+from formats.taxonomy import (TEXT_TEMPLATE, TEXT_TEMPLATE_NO_COMMON, Taxonomy, TaxonomyError,
+                              normalize_lineage)
 
 
 def label_bank_meta(taxonomy: Taxonomy, teacher_desc: Dict[str, object]) -> Dict[str, object]:
+    """label_bank.json's content (formats.label_bank adds format_version)."""
     return {
-        "format_version": LABEL_BANK_FORMAT_VERSION,
         "teacher": teacher_desc,
         "text_template": TEXT_TEMPLATE,
         "text_template_no_common": TEXT_TEMPLATE_NO_COMMON,
@@ -49,89 +42,36 @@ def label_bank_meta(taxonomy: Taxonomy, teacher_desc: Dict[str, object]) -> Dict
     }
 
 
-def _tsv_field(text: str) -> str:
-    if any(c in text for c in "\t\n\r"):
-        raise TaxonomyError(f"taxon field {text!r} contains a tab or newline")
-    return text
-
-
 def build_label_bank(parent_dir: str, taxonomy: Taxonomy, teacher, batch_size: int = 256) -> str:
     """Encodes every taxon's caption and writes parent_dir/label_bank/ atomically.
 
     Embeddings stream into memory-mapped .npy files, so 454k species x D never sit in RAM.
-    Returns the label_bank directory. Existing label_bank/ is an error (callers verify it).
+    Returns the label_bank directory. An existing label_bank/ is a FileExistsError (callers
+    verify and reuse it).
     """
     final = os.path.join(parent_dir, LABEL_BANK_DIR)
-    if os.path.exists(final):
-        raise LabelBankError(f"{final} already exists")
-    atomic.remove_tmp_litter(parent_dir)
-    tmp = atomic.fresh_tmp_dir(final)
     total = sum(len(t) for t in taxonomy.tables)
     done = 0
-    for r, table in enumerate(taxonomy.tables):
-        with open(os.path.join(tmp, f"{table.rank}.tsv"), "w", encoding="utf-8", newline="") as f:
-            f.write("index\tname\tparent_index\tcommon_name\n")
-            for i, (n, p, c) in enumerate(zip(table.names, table.parent_index, table.common_names)):
-                f.write(f"{i}\t{_tsv_field(n)}\t{p}\t{_tsv_field(c)}\n")
-        texts = taxonomy.texts(r)
-        emb = np.lib.format.open_memmap(os.path.join(tmp, f"{table.rank}.npy"), mode="w+",
-                                        dtype=np.float32, shape=(len(texts), teacher.embed_dim))
+
+    def encoded(table):
+        nonlocal done
+        texts = taxonomy.texts(RANKS.index(table.rank))
         for start in range(0, len(texts), batch_size):
-            emb[start:start + batch_size] = teacher.encode_texts(texts[start:start + batch_size]).numpy()
+            yield teacher.encode_texts(texts[start:start + batch_size]).numpy()
             done += min(batch_size, len(texts) - start)
             if (start // batch_size) % 50 == 0:
                 logging.info("label bank: %s %d/%d taxa (%d/%d over all ranks)", table.rank,
                              min(start + batch_size, len(texts)), len(texts), done, total)
-        emb.flush()
-        del emb
-    with open(os.path.join(tmp, "label_bank.json"), "w", encoding="utf-8") as f:
-        json.dump(label_bank_meta(taxonomy, teacher.describe()), f, indent=2, sort_keys=True)
-    atomic.commit_dir(tmp, final)
+
+    label_bank_format.write_label_bank(final, taxonomy.tables, teacher.embed_dim, encoded,
+                                       label_bank_meta(taxonomy, teacher.describe()))
     logging.info("label bank written: %s (%s)", final, {t.rank: len(t) for t in taxonomy.tables})
     return final
 
 
-@dataclasses.dataclass
-class LabelBank:
-    """A label bank read back. embeddings[rank] is float32 [N_rank, D] (memory-mapped)."""
-
-    directory: str
-    meta: Dict[str, object]
-    tables: List[RankTable]
-    embeddings: Dict[str, np.ndarray]
-
-    @property
-    def species_embeddings(self) -> np.ndarray:
-        return self.embeddings["species"]
-
-
-def load_label_bank(directory: str, mmap: bool = True) -> LabelBank:
-    """Reads DIR (a label_bank/ folder). Raises LabelBankError if anything is missing."""
-    meta_path = os.path.join(directory, "label_bank.json")
-    if not os.path.isfile(meta_path):
-        raise LabelBankError(f"{directory}: no label_bank.json (not a label bank, or unfinished)")
-    with open(meta_path, encoding="utf-8") as f:
-        meta = json.load(f)
-    tables, embeddings = [], {}
-    for rank in RANKS:
-        names, parents, commons = [], [], []
-        with open(os.path.join(directory, f"{rank}.tsv"), encoding="utf-8", newline="") as f:
-            header = f.readline().rstrip("\n").split("\t")
-            if header != ["index", "name", "parent_index", "common_name"]:
-                raise LabelBankError(f"{directory}/{rank}.tsv: bad header {header}")
-            for i, line in enumerate(f):
-                idx, name, parent, common = line.rstrip("\n").split("\t")
-                if int(idx) != i:
-                    raise LabelBankError(f"{directory}/{rank}.tsv: row {i} has index {idx}")
-                names.append(name)
-                parents.append(int(parent))
-                commons.append(common)
-        tables.append(RankTable(rank, tuple(names), tuple(parents), tuple(commons)))
-        emb = np.load(os.path.join(directory, f"{rank}.npy"), mmap_mode="r" if mmap else None)
-        if emb.shape[0] != len(names):
-            raise LabelBankError(f"{directory}/{rank}.npy has {emb.shape[0]} rows, tsv has {len(names)}")
-        embeddings[rank] = emb
-    return LabelBank(directory, meta, tables, embeddings)
+def load_label_bank(directory: str) -> LabelBank:
+    """Reads DIR (a label_bank/ folder with its label_bank.json). Raises FormatError."""
+    return label_bank_format.read_label_bank(directory, require_meta=True)
 
 
 def read_species_file(path: str) -> Taxonomy:
@@ -178,8 +118,8 @@ def main(argv):
             raise TaxonomyError("--species_file and --out_dir are required")
         taxonomy = read_species_file(FLAGS.species_file)
         if os.path.exists(os.path.join(FLAGS.out_dir, LABEL_BANK_DIR)):
-            raise LabelBankError(f"{FLAGS.out_dir}/{LABEL_BANK_DIR} already exists; choose a new --out_dir")
-    except (TaxonomyError, LabelBankError) as e:
+            raise FileExistsError(f"{FLAGS.out_dir}/{LABEL_BANK_DIR} already exists; choose a new --out_dir")
+    except (TaxonomyError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from teacher_cache.teachers import TeacherError, load_teacher  # torch only when needed
@@ -189,7 +129,7 @@ def main(argv):
     try:
         teacher = load_teacher(FLAGS.teacher, FLAGS.pretrained, FLAGS.init_seed)
         build_label_bank(FLAGS.out_dir, taxonomy, teacher, FLAGS.text_batch_size)
-    except (TaxonomyError, LabelBankError, TeacherError) as e:
+    except (TaxonomyError, FormatError, FileExistsError, TeacherError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

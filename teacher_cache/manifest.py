@@ -2,12 +2,11 @@
 a wrong --source or a foreign cache is refused before the teacher loads)."""
 from __future__ import annotations
 
-import json
 import os
 from typing import Dict, Optional
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
+from formats import atomic
+from formats.teacher_cache import FORMAT_VERSION, MANIFEST
 
 # Fields that must agree between a resumed run and the cache it resumes. Source fields are
 # checked first (before the teacher loads); the rest once the teacher is known.
@@ -30,8 +29,7 @@ def read_manifest(out_dir: str) -> Optional[Dict]:
     path = os.path.join(out_dir, MANIFEST)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return atomic.read_json(path)
 
 
 def check_same(old: Dict, new: Dict, where: str, fields=SOURCE_FIELDS + TEACHER_FIELDS) -> None:

@@ -22,7 +22,9 @@ from typing import Dict, Iterator, List, Optional, Tuple
 from absl import logging
 
 from teacher_cache import webdataset
-from teacher_cache.taxonomy import RANKS, Lineage, Taxonomy, TaxonomyError, normalize_lineage
+from formats.hashing import update_with_file
+from formats.ranks import RANKS
+from formats.taxonomy import Lineage, Taxonomy, TaxonomyError, normalize_lineage
 
 INAT_FOLDER = re.compile(r"^(\d+)_([^_]+)_([^_]+)_([^_]+)_([^_]+)_([^_]+)_([^_]+)_([^_]+)$")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -62,14 +64,6 @@ def is_utf8(text: str) -> bool:
         return True
     except UnicodeEncodeError:
         return False
-
-
-def _sha256_file(path: str, h=None):
-    h = h or hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h
 
 
 def _lineage_from_row(row: Dict[str, str], where: str) -> Lineage:
@@ -168,7 +162,7 @@ class WebDatasetSource(Source):
         for p in self.tars:
             h.update(f"{os.path.basename(p)}\t{os.path.getsize(p)}\n".encode("utf-8", "surrogateescape"))
         if self.catalog:
-            _sha256_file(self.catalog, h)
+            update_with_file(h, self.catalog)
         return h.hexdigest()
 
     def taxonomy(self) -> Taxonomy:
@@ -328,7 +322,7 @@ class CsvCatalogSource(Source):
                               f"need path,{','.join(RANKS)} (+ optional key, common_name)")
 
     def fingerprint(self) -> str:
-        return _sha256_file(self.spec, hashlib.sha256(b"csv\n")).hexdigest()
+        return update_with_file(hashlib.sha256(b"csv\n"), self.spec).hexdigest()
 
     def _rows(self):
         with _open_csv(self.spec) as f:

@@ -28,6 +28,8 @@ from PIL import Image
 
 import open_clip
 
+from formats.hashing import sha256_file
+
 # Registers our tiny test architecture next to open_clip's built-ins.
 _CONFIG_DIR = os.path.join(os.path.dirname(__file__), "model_configs")
 open_clip.add_model_config(_CONFIG_DIR)
@@ -92,14 +94,6 @@ def decode_and_resize(data: Optional[bytes], size: int,
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
         raise SkipSample(f"corrupt or undecodable image: {type(e).__name__}: {e}")
     return np.asarray(out, dtype=np.uint8)
-
-
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _sha256_state(model: torch.nn.Module) -> str:
@@ -182,7 +176,7 @@ def _load_from_hub(name: str, pretrained: str, init_seed: int) -> Teacher:
             f"run `huggingface-cli download {model_id}` and copy the cache here, or pass "
             f"--teacher=ViT-B-16 --pretrained=/path/to/checkpoint. ({type(e).__name__}: "
             f"{str(e).splitlines()[0][:300] if str(e) else ''})") from None
-    return Teacher(model, tokenizer, name, "", _sha256_file(ckpt), real_weights=True)
+    return Teacher(model, tokenizer, name, "", sha256_file(ckpt), real_weights=True)
 
 
 def _load_from_local_dir(name: str, pretrained: str, init_seed: int) -> Teacher:
@@ -198,7 +192,7 @@ def _load_from_local_dir(name: str, pretrained: str, init_seed: int) -> Teacher:
     from pathlib import Path
     from open_clip.factory import _find_checkpoint_in_dir
     ckpt = _find_checkpoint_in_dir(Path(folder))
-    sha = _sha256_file(ckpt) if ckpt else "random:" + _sha256_state(model)
+    sha = sha256_file(ckpt) if ckpt else "random:" + _sha256_state(model)
     return Teacher(model, tokenizer, name, "", sha, real_weights=bool(ckpt))
 
 
@@ -227,7 +221,7 @@ def _load_architecture(name: str, pretrained: str, init_seed: int) -> Teacher:
         raise TeacherError(f"--teacher={name} --pretrained={pretrained}: cannot load weights: "
                            f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
     if is_file:
-        sha = _sha256_file(pretrained)
+        sha = sha256_file(pretrained)
     else:
         sha = "tag:" + _sha256_state(model)
     return Teacher(model, open_clip.get_tokenizer(name), name, pretrained, sha, real_weights=True)

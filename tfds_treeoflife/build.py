@@ -22,7 +22,9 @@ from absl import app, flags, logging  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from tfds_treeoflife.cache_reader import CacheFormatError, read_cache_spec  # noqa: E402
+from formats.errors import FormatError  # noqa: E402
+from tfds_treeoflife.cache_reader import read_cache_spec  # noqa: E402
+from tfds_treeoflife.tree_of_life_distill import NoCacheGiven  # noqa: E402
 from tfds_treeoflife.tree_of_life_distill import TreeOfLifeDistill  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -75,20 +77,21 @@ def remove_stale_incomplete(builder: tfds.core.DatasetBuilder) -> int:
   return removed
 
 
-# TFDS's writer raises AssertionError with this text when two examples have the same key.
-_DUPLICATE_KEYS = "share the same hashed key"
+def _chain(e: BaseException):
+  """e and the exceptions it was raised from or while handling."""
+  while e is not None:
+    yield e
+    e = e.__cause__ or e.__context__
+
+
+def _is_duplicate_keys(e: BaseException) -> bool:
+  # TFDS's writer raises a bare AssertionError while handling its shuffler's
+  # DuplicatedKeysError, so the type survives as the context.
+  return any(isinstance(x, tfds.core.shuffle.DuplicatedKeysError) for x in _chain(e))
 
 
 def _is_cache_error(e: BaseException) -> bool:
-  # Beam runners re-raise worker errors wrapped in their own exception types; the original
-  # type name survives in the message.
-  while e is not None:
-    if isinstance(e, CacheFormatError) or "CacheFormatError" in str(e):
-      return True
-    if _DUPLICATE_KEYS in str(e)[:2000]:
-      return True
-    e = e.__cause__ or e.__context__
-  return False
+  return any(isinstance(x, (FormatError, NoCacheGiven)) for x in _chain(e))
 
 
 class BuildConflictError(ValueError):
@@ -126,7 +129,7 @@ def build(cache_dir: str, data_dir: str, config: str = "default", beam_runner: s
           clean_incomplete: bool = True) -> tfds.core.DatasetBuilder:
   """Builds the dataset and returns the builder.
 
-  Raises CacheFormatError for a bad cache, BuildConflictError when data_dir already holds a
+  Raises FormatError for a bad cache, BuildConflictError when data_dir already holds a
   build of this config from another cache (and not overwrite).
   """
   if overwrite:
@@ -156,8 +159,8 @@ def build(cache_dir: str, data_dir: str, config: str = "default", beam_runner: s
         compute_stats=tfds.download.ComputeStatsMode.SKIP,
         beam_runner=runner, beam_options=options))
   except AssertionError as e:
-    if _DUPLICATE_KEYS in str(e):
-      raise CacheFormatError(f"{cache_dir}: two rows share the same sample key (keys must be "
+    if _is_duplicate_keys(e):
+      raise FormatError(f"{cache_dir}: two rows share the same sample key (keys must be "
                              "unique in the cache; the duplicates are logged above)") from e
     raise
   return builder
@@ -179,7 +182,7 @@ def main(argv):
   except Exception as e:  # pylint: disable=broad-except
     if isinstance(e, BuildConflictError):
       return _fail(str(e), 2)
-    if _is_cache_error(e):
+    if _is_cache_error(e) or _is_duplicate_keys(e):
       return _fail(f"bad teacher cache {FLAGS.cache_dir}: {e}", 2)
     raise
   splits = {name: s.num_examples for name, s in builder.info.splits.items()}

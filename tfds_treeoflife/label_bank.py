@@ -14,7 +14,6 @@ The bank is kept as .npy rather than JSON: 454k x 512 float32 is 0.9 GB.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Dict, List, Optional, Tuple
 
@@ -22,12 +21,15 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tfds_treeoflife.cache_reader import RANKS, CacheFormatError, load_npy, read_rank_table
+from formats import atomic
+from formats import label_bank as label_bank_format
+from formats.label_bank import FORMAT_VERSION as LABEL_BANK_FORMAT_VERSION  # noqa: F401
+from formats.label_bank import LABEL_BANK_DIR
+from formats.ranks import RANKS
+from tfds_treeoflife.cache_reader import GFILE
 
-LABEL_BANK_FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
 TEACHER_FILE = "teacher.json"
-LABEL_BANK_DIR = "label_bank"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,13 +65,6 @@ class LabelBank:
     return RANKS
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "wb") as f:
-    f.write(data)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
 class TreeOfLifeMetadata(tfds.core.Metadata):
   """`info.metadata` of tree_of_life_distill: a dict summary that also saves the label bank files.
 
@@ -96,10 +91,10 @@ class TreeOfLifeMetadata(tfds.core.Metadata):
           tf.io.gfile.copy(os.path.join(src, f"{rank}.{ext}"),
                            os.path.join(bank_dir, f"{rank}.{ext}"), overwrite=True)
     if self._teacher is not None:
-      _write_atomic(os.path.join(data_dir, TEACHER_FILE),
-                    json.dumps(self._teacher, indent=2, sort_keys=True).encode())
-    _write_atomic(os.path.join(data_dir, METADATA_FILE),
-                  json.dumps(dict(self), indent=2, sort_keys=True).encode())
+      atomic.write_json(os.path.join(data_dir, TEACHER_FILE), self._teacher, GFILE,
+                        ensure_ascii=True)
+    atomic.write_json(os.path.join(data_dir, METADATA_FILE), dict(self), GFILE,
+                      ensure_ascii=True)
 
   def load_metadata(self, data_dir):
     path = os.path.join(os.fspath(data_dir), METADATA_FILE)
@@ -127,23 +122,17 @@ def load_label_bank(data_dir: str, mmap: bool = True) -> LabelBank:
     if not tf.io.gfile.exists(p):
       raise FileNotFoundError(f"{p}: missing; is {data_dir} a built tree_of_life_distill "
                               "dataset version directory (info.data_dir)?")
-  with tf.io.gfile.GFile(teacher_path, "r") as f:
-    teacher = json.load(f)
-  with tf.io.gfile.GFile(meta_path, "r") as f:
-    meta = json.load(f)
+  teacher = atomic.read_json(teacher_path, GFILE)
+  meta = atomic.read_json(meta_path, GFILE)
   embed_dim = int(teacher["embed_dim"])
+  bank = label_bank_format.read_label_bank(os.path.join(data_dir, LABEL_BANK_DIR), GFILE,
+                                           embed_dim=embed_dim)
   ranks: Dict[str, RankBank] = {}
-  prev = None
-  for rank in RANKS:
-    base = os.path.join(data_dir, LABEL_BANK_DIR, rank)
-    table = read_rank_table(base + ".tsv", rank, prev)
-    emb = load_npy(base + ".npy") if mmap else np.array(load_npy(base + ".npy"))
-    if emb.shape != (len(table.names), embed_dim):
-      raise CacheFormatError(f"{base}.npy: shape {list(emb.shape)}, expected "
-                             f"[{len(table.names)}, {embed_dim}]")
-    ranks[rank] = RankBank(names=table.names, parents=table.parents,
-                           common_names=table.common_names, text_embeddings=emb)
-    prev = len(table.names)
+  for table in bank.tables:
+    emb = label_bank_format.load_npy(os.path.join(bank.directory, f"{table.rank}.npy"), GFILE,
+                                     mmap)
+    ranks[table.rank] = RankBank(names=list(table.names), parents=table.parents,
+                                 common_names=list(table.common_names), text_embeddings=emb)
   return LabelBank(ranks=ranks, logit_scale=float(teacher["logit_scale"]), embed_dim=embed_dim,
                    teacher_id=str(teacher.get("id", "")), teacher=teacher,
                    holdout_species=tuple(meta.get("holdout_species", ())))

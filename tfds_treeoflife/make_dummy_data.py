@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import shutil
 from typing import Dict, List, Sequence, Tuple
@@ -20,8 +19,10 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
-TEXT_TEMPLATE = "a photo of {taxonomic name} with common name {common name}."
+from formats import label_bank as label_bank_format
+from formats import teacher_cache as cache_format
+from formats.ranks import RANKS
+from formats.taxonomy import TEXT_TEMPLATE, make_rank_table
 
 # (lineage kingdom..genus, epithet, common name)
 DUMMY_TAXA: Tuple[Tuple[Tuple[str, ...], str, str], ...] = (
@@ -78,36 +79,17 @@ def build_tables(taxa=DUMMY_TAXA) -> Tuple[Dict[str, List[Tuple[str, int, str]]]
   return tables, np.asarray(species_rows, np.int32)
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "wb") as f:
-    f.write(data)
-  os.replace(tmp, path)
-
-
 def write_label_bank(out_dir: str, tables, embed_dim: int, rng: np.random.Generator
                      ) -> Dict[str, np.ndarray]:
-  bank_dir = os.path.join(out_dir, "label_bank")
-  os.makedirs(bank_dir, exist_ok=True)
-  embeddings = {}
-  for rank in RANKS:
-    lines = ["index\tname\tparent_index\tcommon_name"]
-    lines += [f"{i}\t{n}\t{p}\t{c}" for i, (n, p, c) in enumerate(tables[rank])]
-    _atomic_write(os.path.join(bank_dir, f"{rank}.tsv"), ("\n".join(lines) + "\n").encode())
-    emb = _unit(rng.normal(size=(len(tables[rank]), embed_dim)))
-    buf = io.BytesIO()
-    np.save(buf, emb)
-    _atomic_write(os.path.join(bank_dir, f"{rank}.npy"), buf.getvalue())
-    embeddings[rank] = emb
+  """Writes out_dir/label_bank/ (random unit text embeddings); returns them by rank."""
+  rank_tables = [make_rank_table(rank, [n for n, _, _ in tables[rank]],
+                                 [p for _, p, _ in tables[rank]], [c for _, _, c in tables[rank]])
+                 for rank in RANKS]
+  embeddings = {rank: _unit(rng.normal(size=(len(tables[rank]), embed_dim))) for rank in RANKS}
+  label_bank_format.write_label_bank(os.path.join(out_dir, label_bank_format.LABEL_BANK_DIR),
+                                     rank_tables, embed_dim,
+                                     label_bank_format.in_memory_rows(embeddings))
   return embeddings
-
-
-def write_part(path: str, arrays: Dict[str, np.ndarray]) -> None:
-  """Writes one part-*.npz atomically (tmp + rename), as teacher_cache does."""
-  buf = io.BytesIO()
-  np.savez(buf, **arrays)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  _atomic_write(path, buf.getvalue())
 
 
 def _photo(rng: np.random.Generator, fmt: str, size: int = 0) -> bytes:
@@ -160,7 +142,7 @@ def write_cache(out_dir: str, num_photos: int = 40, num_shards: int = 2, parts_p
       logits = logit_scale * emb @ bank["species"].T
       order = np.argsort(-logits, axis=1, kind="stable")[:, :topk]
       part_path = os.path.join(out_dir, "rows", shard, f"part-{p:06d}.npz")
-      write_part(part_path, {
+      cache_format.write_part(part_path, {
           "key": np.asarray([f"dummy-{i:06d}" for i in rows]),
           "image_bytes": np.frombuffer(b"".join(images), np.uint8),
           "image_offsets": offsets,
@@ -171,14 +153,11 @@ def write_cache(out_dir: str, num_photos: int = 40, num_shards: int = 2, parts_p
           "topk_species_logits": np.take_along_axis(logits, order, 1).astype(np.float32),
       })
       parts.append(os.path.basename(part_path))
-    _atomic_write(os.path.join(out_dir, "rows", f"{shard}.done.json"), json.dumps(
-        {"shard_index": s, "num_shards": num_shards, "parts": parts,
-         "rows": int(len(shard_rows))}).encode())
-    os.makedirs(os.path.join(out_dir, "skipped"), exist_ok=True)
-    _atomic_write(os.path.join(out_dir, "skipped", f"{shard}.jsonl"), b"")
+    cache_format.write_shard_done(out_dir, shard, {"shard_index": s, "num_shards": num_shards,
+                                                   "parts": parts, "rows": int(len(shard_rows))})
+    cache_format.write_skipped(out_dir, shard, [])
 
   manifest = {
-      "format_version": 1,
       "teacher": {"id": "ViT-B-16", "pretrained": "none", "checkpoint_sha256": "",
                   "embed_dim": embed_dim, "logit_scale": logit_scale},
       "preprocessing": {"size": 224, "resize": "squash", "interpolation": "bicubic",
@@ -191,8 +170,7 @@ def write_cache(out_dir: str, num_photos: int = 40, num_shards: int = 2, parts_p
       "counts": {"written": num_photos, "skipped": 0},
       "shards": {"num_shards": num_shards},
   }
-  _atomic_write(os.path.join(out_dir, "manifest.json"),
-                json.dumps(manifest, indent=2).encode())
+  cache_format.write_manifest(out_dir, manifest)
   return out_dir
 
 

@@ -17,8 +17,11 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from formats.errors import FormatError
+from formats.ranks import RANKS
+from formats.teacher_cache import RowChecker
 from tfds_treeoflife import cache_reader
-from tfds_treeoflife.cache_reader import RANKS, CacheFormatError, CacheSpec, RowChecker
+from tfds_treeoflife.cache_reader import CacheSpec
 from tfds_treeoflife.label_bank import LABEL_BANK_FORMAT_VERSION, TreeOfLifeMetadata
 from tfds_treeoflife.splits import SplitPlan, holdout_species
 
@@ -55,6 +58,10 @@ or `tfds.builder('tree_of_life_distill', cache_dir=CACHE, data_dir=...).download
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
+class NoCacheGiven(ValueError):
+  """The builder was asked to generate examples without a teacher cache (a usage error)."""
+
+
 @dataclasses.dataclass
 class TreeOfLifeDistillConfig(tfds.core.BuilderConfig):
   """Split settings. validation_fraction: share of photos (by key hash) in `validation`.
@@ -82,7 +89,7 @@ def _jpeg_bytes(data: bytes, where: str) -> bytes:
       im.convert("RGB").save(out, format="JPEG", quality=95, subsampling=0)
       return out.getvalue()
   except Exception as e:  # PIL raises many types for corrupt data
-    raise CacheFormatError(f"{where}: image bytes are not a readable image ({e})") from e
+    raise FormatError(f"{where}: image bytes are not a readable image ({e})") from e
 
 
 def examples_in_part(path: str, checker: RowChecker, plan: SplitPlan,
@@ -133,7 +140,7 @@ class TreeOfLifeDistill(tfds.core.GeneratorBasedBuilder):
                **kwargs):
     """cache_dir: a teacher_cache output directory; needed to build, not to read a built copy.
 
-    Raises CacheFormatError when the cache's manifest or label bank is malformed.
+    Raises FormatError when the cache's manifest or label bank is malformed.
     """
     self._cache_dir = os.fspath(cache_dir) if cache_dir else None
     self._spec: Optional[CacheSpec] = (
@@ -238,7 +245,7 @@ class TreeOfLifeDistill(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     if self._spec is None:
-      raise CacheFormatError(
+      raise NoCacheGiven(
           "tree_of_life_distill: no teacher cache given. Its feature shapes and class names "
           "come from the cache, so pass it when the builder is created: "
           "python -m tfds_treeoflife.build --cache_dir=CACHE --data_dir=DIR, or "

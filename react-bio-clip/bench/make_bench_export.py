@@ -11,7 +11,6 @@ here is an accuracy number. A real trained export (`make demo`) can be benchmark
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -21,6 +20,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 import numpy as np  # noqa: E402
+
+from formats import atomic  # noqa: E402
+from formats import label_bank as label_bank_format  # noqa: E402
+from formats.ranks import RANKS  # noqa: E402
+from formats.taxonomy import make_rank_table  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out_dir", None, "Export directory to write (replaced atomically).")
@@ -33,15 +37,13 @@ flags.DEFINE_integer("num_species", 10000,
                      "the full 454k bank is 233 MB int8 and 930 MB as float32 tensors).")
 flags.DEFINE_integer("seed", 0, "Seed for weights and text embeddings.")
 
-RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 # Children per taxon at each rank below kingdom, roughly tree-of-life shaped.
 _FANOUT = (3, 4, 4, 4, 4, 5)
 
 
 def write_synthetic_label_bank(directory: str, num_species: int, embed_dim: int, seed: int):
-  """label_bank/<rank>.tsv + species.npy and ../teacher.json (docs/FORMATS.md section 1)."""
+  """label_bank/ (formats.label_bank) and ../teacher.json (docs/FORMATS.md section 1)."""
   rng = np.random.default_rng(seed)
-  os.makedirs(directory)
   rows = {rank: [] for rank in RANKS}
   rows["kingdom"] = [("K0", -1), ("K1", -1), ("K2", -1)]
   for depth, rank in enumerate(RANKS[1:], start=1):
@@ -59,17 +61,17 @@ def write_synthetic_label_bank(directory: str, num_species: int, embed_dim: int,
           break
       if wanted is None or len(rows[rank]) == wanted:
         break
-  for rank in RANKS:
-    with open(os.path.join(directory, f"{rank}.tsv"), "w") as f:
-      f.write("index\tname\tparent_index\tcommon_name\n")
-      for i, (name, parent) in enumerate(rows[rank]):
-        f.write(f"{i}\t{name}\t{parent}\t\n")
-  text = rng.normal(size=(num_species, embed_dim)).astype(np.float32)
-  text /= np.linalg.norm(text, axis=1, keepdims=True)
-  np.save(os.path.join(directory, "species.npy"), text)
-  with open(os.path.join(os.path.dirname(directory), "teacher.json"), "w") as f:
-    json.dump({"id": "hf-hub:imageomics/bioclip", "real_weights": False, "logit_scale": 100.0,
-               "embed_dim": embed_dim}, f)
+  tables = [make_rank_table(rank, [n for n, _ in rows[rank]], [p for _, p in rows[rank]],
+                            [""] * len(rows[rank])) for rank in RANKS]
+
+  def unit_rows(table):  # species rows are what ships; higher ranks only need to be valid
+    text = rng.normal(size=(len(table), embed_dim)).astype(np.float32)
+    yield text / np.linalg.norm(text, axis=1, keepdims=True)
+
+  label_bank_format.write_label_bank(directory, tables, embed_dim, unit_rows)
+  atomic.write_json(os.path.join(os.path.dirname(directory), "teacher.json"),
+                    {"id": "hf-hub:imageomics/bioclip", "real_weights": False,
+                     "logit_scale": 100.0, "embed_dim": embed_dim})
 
 
 def main(argv):
@@ -79,7 +81,8 @@ def main(argv):
   if not FLAGS.out_dir:
     print("error: --out_dir is required", file=sys.stderr)
     return 2
-  from bioclip_lite_tf import config as config_lib, export, model, quantization
+  from bioclip_lite_tf import config as config_lib, export, model
+  from bioclip_lite_tf.optimize import quantization
   from bioclip_lite_tf.keras import keras
   keras.utils.set_random_seed(FLAGS.seed)
   config = config_lib.load_config(FLAGS.config)

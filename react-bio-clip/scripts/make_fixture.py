@@ -11,8 +11,7 @@ What it writes under --out_dir (all small; the whole fixture stays well under 1 
                               (manifest.json, tfjs/model.json + shards, labels/label_bank.{json,bin})
                               made by the project's own export stage (bioclip_lite_tf.export.export
                               on a tiny QAT student; tflite/ and saved_model/ are then deleted to
-                              keep the fixture small), or with --exporter=standin by the minimal
-                              exporter below (same layout)
+                              keep the fixture small)
   photos/<name>.jpg           the photos, JPEG bytes as a phone or TreeOfLife would give them
   photos/square_a.rgb         Python's (PIL/libjpeg) decode of that JPEG, uint8 [R, R, 3] row-major
                               (one photo only, to keep the fixture small)
@@ -28,7 +27,6 @@ resize, graph conversion, uint8 weight storage, label bank encoding, scoring), n
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -42,6 +40,12 @@ from absl import app, flags, logging  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from formats import atomic  # noqa: E402
+from formats import device_label_bank  # noqa: E402
+from formats import label_bank as label_bank_format  # noqa: E402
+from formats.ranks import RANKS  # noqa: E402
+from formats.taxonomy import make_rank_table, species_ancestors  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out_dir", "react-bio-clip/test/fixtures",
                     "Directory the fixture is written to (replaced atomically).")
@@ -54,16 +58,11 @@ flags.DEFINE_integer("small_resolution", 32,
                      "backend take seconds at 32, minutes at 224.")
 flags.DEFINE_integer("embed_dim", 32, "Embedding width D of the tiny student (never assumed 512).")
 flags.DEFINE_integer("seed", 0, "Seed for the photos, the student weights and the text embeddings.")
-flags.DEFINE_enum("exporter", "project", ["project", "standin"],
-                  "project: the real export stage (bioclip_lite_tf.export.export on a tiny QAT "
-                  "student from bioclip_lite_tf.export_testing). standin: this script's own "
-                  "minimal exporter with the same layout, for when the export stage is broken.")
 flags.DEFINE_enum("label_dtype", "int8", ["int8", "float16"],
                   "Storage dtype of the species text embeddings in labels/label_bank.bin.")
 
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
-RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 
 # A hand-checkable tree: (lineage of 7 names, common name). Two genera share a family, two
 # species share a genus, so the rank sums in the JS tests have something to add up.
@@ -141,124 +140,10 @@ def pil_bicubic_squash(pixels: np.ndarray, resolution: int) -> np.ndarray:
   return np.asarray(img, dtype=np.uint8)
 
 
-# ----------------------------------------------------------------------------------------------
-# Stand-in exporter, used only while bioclip_lite_tf.export is not importable. Same layout and
-# JSON keys as the contract in docs/FORMATS.md section 4.
-# ----------------------------------------------------------------------------------------------
-
-def _snap_to_uint8_grid(w: np.ndarray) -> np.ndarray:
-  """Puts w on the per-tensor affine uint8 grid the TF.js converter will store it on.
-
-  The converter derives (min, scale) from the tensor's own min/max; by pinning the tensor to a
-  grid that contains 0 and whose ends are hit exactly, the stored weights equal the Keras ones.
-  """
-  lo, hi = min(float(w.min()), 0.0), max(float(w.max()), 0.0)
-  scale = (hi - lo) / 255.0 or 1e-8
-  zero_point = round(-lo / scale)
-  q = np.clip(np.round(w / scale) + zero_point, 0, 255)
-  flat = q.reshape(-1)
-  flat[0], flat[-1] = 0, 255
-  return ((q - zero_point) * scale).astype(np.float32)
-
-
-def _standin_student(resolution: int, embed_dim: int, seed: int):
-  from bioclip_lite_tf.keras import keras, tf  # noqa: F401  (TF only on this side)
-  keras.utils.set_random_seed(seed)
-  inputs = keras.Input((resolution, resolution, 3), dtype="float32", name="image")
-  x = keras.layers.Rescaling(1.0 / 255.0)(inputs)
-  x = keras.layers.Normalization(mean=list(MEAN), variance=[s * s for s in STD])(x)
-  x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
-  x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
-  x = keras.layers.GlobalAveragePooling2D()(x)
-  x = keras.layers.Dense(embed_dim)(x)
-  outputs = keras.layers.UnitNormalization(name="embedding")(x)
-  model = keras.Model(inputs, outputs)
-  for layer in model.layers:
-    if layer.weights and not isinstance(layer, keras.layers.Normalization):
-      layer.set_weights([_snap_to_uint8_grid(w) for w in layer.get_weights()])
-  return model
-
-
-def _sha256(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      h.update(chunk)
-  return h.hexdigest()
-
-
-def _standin_label_bank(labels_dir: str, text_embeddings: np.ndarray, logit_scale: float,
-                        dtype: str) -> None:
-  tables = taxonomy_tables()
-  n, d = text_embeddings.shape
-  if dtype == "int8":
-    scales = np.maximum(np.abs(text_embeddings).max(axis=1), 1e-12) / 127.0
-    q = np.clip(np.round(text_embeddings / scales[:, None]), -127, 127).astype(np.int8)
-    payload = q.tobytes() + scales.astype("<f4").tobytes()
-    layout = {"offset": 0, "shape": [n, d], "scales_offset": n * d, "scales_dtype": "float32"}
-  else:
-    payload = text_embeddings.astype("<f2").tobytes()
-    layout = {"offset": 0, "shape": [n, d]}
-  with open(os.path.join(labels_dir, "label_bank.bin"), "wb") as f:
-    f.write(payload)
-  bank = {
-      "format_version": 1, "embed_dim": d, "dtype": dtype, "logit_scale": logit_scale,
-      "ranks": list(RANKS),
-      "taxa": {rank: {"names": [r[0] for r in rows], "parents": [r[1] for r in rows],
-                      "common_names": [r[2] for r in rows]} for rank, rows in tables.items()},
-      "species_embeddings": dict(file="label_bank.bin", **layout),
-  }
-  with open(os.path.join(labels_dir, "label_bank.json"), "w") as f:
-    json.dump(bank, f)
-
-
-def standin_export(export_dir: str, model, text_embeddings: np.ndarray, logit_scale: float,
-                   resolution: int, dtype: str) -> None:
-  import tensorflowjs as tfjs
-  from bioclip_lite_tf.keras import tf
-  os.makedirs(os.path.join(export_dir, "labels"))
-  with tempfile.TemporaryDirectory() as tmp:
-    saved = os.path.join(tmp, "saved_model")
-    signature = tf.function(lambda image: {"embedding": model(image, training=False)})
-    concrete = signature.get_concrete_function(
-        tf.TensorSpec([None, resolution, resolution, 3], tf.float32, name="image"))
-    tf.saved_model.save(model, saved, signatures={"serving_default": concrete})
-    tfjs.converters.convert_tf_saved_model(
-        saved, os.path.join(export_dir, "tfjs"), signature_def="serving_default",
-        saved_model_tags="serve", quantization_dtype_map={"uint8": "*"})
-  _standin_label_bank(os.path.join(export_dir, "labels"), text_embeddings, logit_scale, dtype)
-  files = {}
-  for root, _, names in os.walk(export_dir):
-    for name in sorted(names):
-      path = os.path.join(root, name)
-      files[os.path.relpath(path, export_dir)] = {"sha256": _sha256(path),
-                                                  "bytes": os.path.getsize(path)}
-  manifest = {
-      "format_version": 1, "embed_dim": int(text_embeddings.shape[1]), "resolution": resolution,
-      "preprocessing": {"resize": "squash", "interpolation": "bicubic", "mean": list(MEAN),
-                        "std": list(STD), "input": "float32 0..255 NHWC, already resized"},
-      "teacher": {"id": "hf-hub:imageomics/bioclip", "real_weights": False},
-      "files": files,
-      "label_bank": {"num_species": int(text_embeddings.shape[0]), "dtype": dtype},
-  }
-  with open(os.path.join(export_dir, "manifest.json"), "w") as f:
-    json.dump(manifest, f, indent=1)
-
-
 def device_bank_embeddings(export_dir: str) -> tuple[np.ndarray, float]:
   """The species text embeddings exactly as a device reads them back: float32 [N, D]."""
-  with open(os.path.join(export_dir, "labels", "label_bank.json")) as f:
-    bank = json.load(f)
-  layout = bank["species_embeddings"]
-  n, d = layout["shape"]
-  with open(os.path.join(export_dir, "labels", layout["file"]), "rb") as f:
-    raw = f.read()
-  if bank["dtype"] == "int8":
-    q = np.frombuffer(raw, np.int8, n * d, layout["offset"]).reshape(n, d).astype(np.float32)
-    scales = np.frombuffer(raw, "<f4", n, layout["scales_offset"])
-    return q * scales[:, None], float(bank["logit_scale"])
-  return (np.frombuffer(raw, "<f2", n * d, layout["offset"]).reshape(n, d).astype(np.float32),
-          float(bank["logit_scale"]))
+  bank = device_label_bank.read_device_label_bank(os.path.join(export_dir, "labels"))
+  return bank.species_embeddings, bank.logit_scale
 
 
 # ----------------------------------------------------------------------------------------------
@@ -268,17 +153,24 @@ def device_bank_embeddings(export_dir: str) -> tuple[np.ndarray, float]:
 
 def _write_source_label_bank(directory: str, text_embeddings: np.ndarray, logit_scale: float):
   """A label_bank/ directory as teacher_cache / TFDS write it (docs/FORMATS.md section 1), plus
-  the teacher description beside it that the device label bank reads logit_scale from."""
-  os.makedirs(directory)
-  for rank, rows in taxonomy_tables().items():
-    with open(os.path.join(directory, f"{rank}.tsv"), "w", encoding="utf-8") as f:
-      f.write("index\tname\tparent_index\tcommon_name\n")
-      for index, (name, parent, common) in enumerate(rows):
-        f.write(f"{index}\t{name}\t{parent}\t{common}\n")
-  np.save(os.path.join(directory, "species.npy"), text_embeddings.astype(np.float32))
-  with open(os.path.join(os.path.dirname(directory), "teacher.json"), "w") as f:
-    json.dump({"id": "hf-hub:imageomics/bioclip", "real_weights": False,
-               "logit_scale": logit_scale, "embed_dim": int(text_embeddings.shape[1])}, f)
+  the teacher description beside it that the device label bank reads logit_scale from.
+  Higher ranks get their species' mean embedding (normalized): any unit rows would do, the
+  device bank ships species only."""
+  tables = [make_rank_table(rank, [r[0] for r in rows], [r[1] for r in rows],
+                            [r[2] for r in rows]) for rank, rows in taxonomy_tables().items()]
+  species = text_embeddings.astype(np.float32)
+  ancestors = species_ancestors({t.rank: t.parents for t in tables})
+  embeddings = {}
+  for r, table in enumerate(tables):
+    rows = np.zeros((len(table), species.shape[1]), np.float64)
+    np.add.at(rows, ancestors[r], species)
+    embeddings[table.rank] = (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+  embeddings["species"] = species
+  label_bank_format.write_label_bank(directory, tables, species.shape[1],
+                                     label_bank_format.in_memory_rows(embeddings))
+  atomic.write_json(os.path.join(os.path.dirname(directory), "teacher.json"),
+                    {"id": "hf-hub:imageomics/bioclip", "real_weights": False,
+                     "logit_scale": logit_scale, "embed_dim": int(text_embeddings.shape[1])})
 
 
 def project_export(export_dir: str, resolution: int, embed_dim: int, text_embeddings: np.ndarray,
@@ -288,12 +180,14 @@ def project_export(export_dir: str, resolution: int, embed_dim: int, text_embedd
   Returns a function float32 [n, R, R, 3] 0..255 -> float32 [n, D]: the Python-side reference
   (export_graph.weights_only_reference, what the exporter promises TF.js reproduces).
   """
-  from bioclip_lite_tf import export, export_graph, export_testing
+  from bioclip_lite_tf import export
+  from bioclip_lite_tf.export import plain_graph as export_graph
+  from bioclip_lite_tf.testing import export_fixtures as export_testing
   from bioclip_lite_tf.keras import keras
   keras.utils.set_random_seed(seed)
   qat = export_testing.quantize_per_tensor(
       export_testing.tiny_float_model(resolution=resolution, embed_dim=embed_dim))
-  photos = export_testing.synthetic_photos(16, resolution, seed=seed)
+  photos = export.synthetic_photos(16, resolution, seed=seed)
   targets = export_testing.unit_rows(
       np.random.default_rng(seed).normal(size=(16, embed_dim)).astype(np.float32))
   export_testing.train_briefly(qat, photos, targets, steps=3, seed=seed)
@@ -330,24 +224,16 @@ def main(argv):
   logit_scale = 100.0
 
   small_dir = os.path.join(staging, "export_small")
-  if FLAGS.exporter == "project":
-    reference = project_export(export_dir, resolution, embed_dim, text, logit_scale,
-                               FLAGS.label_dtype, FLAGS.seed)
-    project_export(small_dir, FLAGS.small_resolution, embed_dim, text, logit_scale,
-                   FLAGS.label_dtype, FLAGS.seed + 1)
-  else:
-    model = _standin_student(resolution, embed_dim, FLAGS.seed)
-    standin_export(export_dir, model, text, logit_scale, resolution, FLAGS.label_dtype)
-    small = _standin_student(FLAGS.small_resolution, embed_dim, FLAGS.seed + 1)
-    standin_export(small_dir, small, text, logit_scale, FLAGS.small_resolution, FLAGS.label_dtype)
-    reference = lambda images: model.predict(images, verbose=0)
-  logging.info("exports written with the %s exporter", FLAGS.exporter)
+  reference = project_export(export_dir, resolution, embed_dim, text, logit_scale,
+                             FLAGS.label_dtype, FLAGS.seed)
+  project_export(small_dir, FLAGS.small_resolution, embed_dim, text, logit_scale,
+                 FLAGS.label_dtype, FLAGS.seed + 1)
 
   bank, scale = device_bank_embeddings(export_dir)
   photos_dir = os.path.join(staging, "photos")
   os.makedirs(photos_dir)
   expected = {"resolution": resolution, "embed_dim": embed_dim, "logit_scale": scale,
-              "exporter": FLAGS.exporter, "photos": []}
+              "exporter": "project", "photos": []}
   for name, pixels in make_photos(rng, resolution).items():
     data = jpeg_bytes(pixels)
     decoded = pil_decode(data)

@@ -5,11 +5,14 @@ import os
 import numpy as np
 import pytest
 
+from formats.errors import FormatError
+from formats.ranks import RANKS
+from formats.taxonomy import species_ancestors
 from bioclip_lite_tf import data as data_lib
-from bioclip_lite_tf import synthetic
+from bioclip_lite_tf.testing import synthetic
 from bioclip_lite_tf.config import ConfigDict
 from bioclip_lite_tf.keras import tf
-from bioclip_lite_tf.layers import squash_resize
+from bioclip_lite_tf.model.layers import squash_resize
 
 DATA_CONFIG = ConfigDict(name="tree_of_life_distill", builder_config="", train_split="train",
                          eval_split="validation", shuffle_buffer=32, seed=0, max_eval_examples=0)
@@ -28,7 +31,7 @@ def test_open_reads_widths_and_label_bank_from_the_dataset(data_dir):
   # ancestors follow the parent links of the TSV tables, rank by rank
   names = bank.names
   for s, species in enumerate(names["species"]):
-    for r, rank in enumerate(data_lib.RANKS):
+    for r, rank in enumerate(RANKS):
       assert species.startswith(names[rank][bank.ancestors[r, s]])
   # the version directory itself works as --data_dir too
   assert data_lib.open_dataset(data.dataset_dir, DATA_CONFIG).dataset_dir == data.dataset_dir
@@ -73,11 +76,11 @@ def test_missing_or_wrong_data_dir_is_a_data_error(tmp_path):
 
 
 def test_ancestors_reject_a_broken_tree():
-  parents = {r: np.zeros(1, np.int64) for r in data_lib.RANKS}
+  parents = {r: np.zeros(1, np.int64) for r in RANKS}
   parents["kingdom"] = np.array([-1])
   parents["genus"] = np.array([-1])
-  with pytest.raises(data_lib.DataError, match="genus"):
-    data_lib.ancestors_from_parents(parents)
+  with pytest.raises(FormatError, match="genus"):
+    species_ancestors(parents)
 
 
 def test_fallback_label_bank_reader_matches_the_datasets_own(data_dir):
@@ -86,5 +89,5 @@ def test_fallback_label_bank_reader_matches_the_datasets_own(data_dir):
   bank = data_lib.load_label_bank(dataset_dir)
   assert names == bank.names
   np.testing.assert_array_equal(species, bank.species_text_embeddings)
-  np.testing.assert_array_equal(data_lib.ancestors_from_parents(parents), bank.ancestors)
+  np.testing.assert_array_equal(species_ancestors(parents), bank.ancestors)
   assert float(teacher["logit_scale"]) == bank.logit_scale

@@ -7,8 +7,11 @@ import sys
 import numpy as np
 import pytest
 
-from bioclip_lite_tf import device_label_bank as dlb
-from bioclip_lite_tf import export_testing
+from bioclip_lite_tf.export import device_bank as dlb
+from formats import device_label_bank as device_format
+from formats.ranks import RANKS
+from formats.taxonomy import species_ancestors
+from bioclip_lite_tf.testing import export_fixtures as export_testing
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -24,16 +27,16 @@ def test_round_trip(tmp_path, dtype):
   counts = export_testing.write_label_bank(str(src_dir), embed_dim=40, logit_scale=87.5)
   source = dlb.read_source_label_bank(str(src_dir))
   meta = dlb.write_device_label_bank(source, str(tmp_path / "out"), dtype)
-  back = dlb.read_device_label_bank(str(tmp_path / "out"))
+  back = device_format.read_device_label_bank(str(tmp_path / "out"))
 
   assert meta["embed_dim"] == back.embed_dim == 40
   assert back.logit_scale == pytest.approx(87.5)
-  assert back.meta["ranks"] == list(dlb.RANKS)
-  for rank in dlb.RANKS:
-    assert back.taxa[rank].names == source.taxa[rank].names
-    assert back.taxa[rank].parents == source.taxa[rank].parents
-    assert back.taxa[rank].common_names == source.taxa[rank].common_names
-    assert len(back.taxa[rank].names) == counts[rank]
+  assert back.meta["ranks"] == list(RANKS)
+  for rank in RANKS:
+    assert back.table(rank).names == source.table(rank).names
+    assert back.table(rank).parents.tolist() == source.table(rank).parents.tolist()
+    assert back.table(rank).common_names == source.table(rank).common_names
+    assert len(back.table(rank).names) == counts[rank]
   original = np.asarray(source.species_embeddings)
   err = np.abs(back.species_embeddings - original)
   if dtype == "int8":
@@ -59,11 +62,11 @@ def test_ancestors_follow_parent_links(tmp_path):
   src_dir = tmp_path / "ds" / "label_bank"
   export_testing.write_label_bank(str(src_dir), embed_dim=8)
   source = dlb.read_source_label_bank(str(src_dir))
-  anc = dlb.species_ancestors(source.taxa)
-  for s, name in enumerate(source.taxa["species"].names):
-    for rank in dlb.RANKS:
+  anc = dict(zip(RANKS, species_ancestors({t.rank: t.parents for t in source.tables})))
+  for s, name in enumerate(source.table("species").names):
+    for rank in RANKS:
       # lineage names: the ancestor's name is a prefix of the species' name
-      assert name.startswith(source.taxa[rank].names[anc[rank][s]])
+      assert name.startswith(source.table(rank).names[anc[rank][s]])
 
 
 def test_cli_bad_input_exits_2(tmp_path):
@@ -97,11 +100,11 @@ def test_custom_species_list_with_random_teacher(tmp_path):
   proc = _run(["bioclip_lite_tf.device_label_bank",
                f"--label_bank_dir={tmp_path}/bank/label_bank", f"--out_dir={tmp_path}/device"])
   assert proc.returncode == 0, proc.stderr[-3000:]
-  back = dlb.read_device_label_bank(str(tmp_path / "device"))
+  back = device_format.read_device_label_bank(str(tmp_path / "device"))
   assert back.embed_dim == 512  # read from the teacher, not assumed
-  assert back.taxa["species"].names[0].startswith("Animalia Chordata Aves")
-  assert len(back.taxa["species"].names) == 3 and len(back.taxa["kingdom"].names) == 2
-  assert "American Robin" in back.taxa["species"].common_names
+  assert back.table("species").names[0].startswith("Animalia Chordata Aves")
+  assert len(back.table("species").names) == 3 and len(back.table("kingdom").names) == 2
+  assert "American Robin" in back.table("species").common_names
   assert back.meta["teacher"].get("real_weights") is False
   assert back.logit_scale > 0
   teacher_rows = np.load(tmp_path / "bank" / "label_bank" / "species.npy")

@@ -7,10 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from bioclip_lite_tf import eval_metrics, export_testing, report_schema
+from bioclip_lite_tf.evaluate import metrics as eval_metrics, report_schema
+from bioclip_lite_tf.testing import export_fixtures as export_testing
+from formats.ranks import RANKS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RANKS = eval_metrics.RANKS
+
 
 
 def _tree():

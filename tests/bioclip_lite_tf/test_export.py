@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from bioclip_lite_tf.keras import keras, tf
-from bioclip_lite_tf import export, export_graph, export_testing, export_tfjs
+from bioclip_lite_tf import export
+from bioclip_lite_tf.export import plain_graph as export_graph, tfjs as export_tfjs
+from bioclip_lite_tf.testing import export_fixtures as export_testing
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -151,7 +153,7 @@ def test_serving_saved_model_takes_uint8_photos_of_any_size(exported):
   serve = loaded.signatures["serving_default"]
   rng = np.random.RandomState(0)
   core = export_graph.plain_inference_model(export.load_qat_model(exported["train"])).model
-  from bioclip_lite_tf.layers import squash_resize
+  from bioclip_lite_tf.model.layers import squash_resize
   for h, w in [(40, 90), (200, 120)]:
     photo = rng.randint(0, 256, (2, h, w, 3)).astype(np.uint8)
     out = serve(photo=tf.constant(photo))["embedding"].numpy()

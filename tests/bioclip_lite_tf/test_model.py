@@ -3,7 +3,7 @@ in-model preprocessing, BN folding, serialization round trips."""
 import numpy as np
 import pytest
 
-from bioclip_lite_tf import layers as bl_layers
+from bioclip_lite_tf.model import layers as bl_layers
 from bioclip_lite_tf import model as model_lib
 from bioclip_lite_tf.keras import keras, tf
 

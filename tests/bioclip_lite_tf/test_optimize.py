@@ -6,8 +6,8 @@ import os
 import numpy as np
 
 from bioclip_lite_tf import model as model_lib
-from bioclip_lite_tf import quantization
-from bioclip_lite_tf import train
+from bioclip_lite_tf.optimize import pruning, quantization, tfjs_grid
+from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
 from bioclip_lite_tf.config import ConfigDict
 from bioclip_lite_tf.keras import keras, tf
 
@@ -44,48 +44,37 @@ def _random_tensors(seed=0, n=60):
 def test_per_tensor_grid_is_the_tfjs_converters_grid():
   for w in _random_tensors():
     q, meta = tfjs_quantization.quantize_weights(w, np.uint8)
-    lo, scale = quantization.per_tensor_grid(w)
+    lo, scale = tfjs_grid.per_tensor_grid(w)
     assert (lo, scale) == (meta["min"], meta["scale"])
-    levels, lo2, scale2 = quantization.quantize_to_levels(w)
+    levels, lo2, scale2 = tfjs_grid.quantize_to_levels(w)
     np.testing.assert_array_equal(levels, q)
-    np.testing.assert_array_equal(quantization.tfjs_round_trip(w),
+    np.testing.assert_array_equal(tfjs_grid.tfjs_round_trip(w),
                                   tfjs_quantization.dequantize_weights(q, meta))
 
 
 def test_fake_quant_levels_are_what_tfjs_stores():
   for w in _random_tensors(seed=1):
-    fq = quantization.fake_quant_per_tensor(tf.constant(w)).numpy()
+    fq = tfjs_grid.fake_quant_per_tensor(tf.constant(w)).numpy()
     assert len(np.unique(fq)) <= 256
     q, meta = tfjs_quantization.quantize_weights(fq, np.uint8)
     back = tfjs_quantization.dequantize_weights(q, meta)
     # TF.js stores the fake-quantized tensor with the very levels the original tensor's grid
     # gives, so its grid is the same grid ...
-    np.testing.assert_array_equal(q, quantization.quantize_to_levels(w)[0])
+    np.testing.assert_array_equal(q, tfjs_grid.quantize_to_levels(w)[0])
     # ... and the values agree up to float rounding (TF computes q * scale + min in float32,
-    # the converter in float64): a ten-thousandth of a grid step. Export snaps with
-    # snap_to_tfjs_grid for bit-exactness.
-    _, scale = quantization.per_tensor_grid(w)
+    # the converter in float64): a ten-thousandth of a grid step. The exporter recovers the
+    # exact grid from the values (export.tfjs.find_uint8_grid) and stores the levels.
+    _, scale = tfjs_grid.per_tensor_grid(w)
     assert np.abs(back.astype(np.float64) - fq).max() <= 1e-4 * scale
     # Exact zeros (pruned weights) stay exact zeros through TF.js.
     assert np.all(back[fq == 0] == 0)
-
-
-def test_snap_to_tfjs_grid_is_a_bit_exact_fixed_point():
-  for w in _random_tensors(seed=2):
-    snapped = quantization.snap_to_tfjs_grid(w)
-    q, meta = tfjs_quantization.quantize_weights(snapped, np.uint8)
-    back = tfjs_quantization.dequantize_weights(q, meta)
-    np.testing.assert_array_equal(back.view(np.int32), snapped.view(np.int32))
-    # and it is within half a step of the input
-    _, scale = quantization.per_tensor_grid(w)
-    assert np.abs(snapped - w).max() <= 0.5 * scale * (1 + 1e-6) + 1e-12
 
 
 def _pruned_folded_student(sparsity=0.5, seed=0):
   """A BN-folded student with the smallest half of every Conv2D/Dense kernel zeroed."""
   core = model_lib.build_student(MODEL, EMBED_DIM)
   folded = model_lib.fold_batch_norms(core, MODEL, EMBED_DIM)
-  for name in model_lib.prunable_layer_names(folded):
+  for name in pruning.prunable_layer_names(folded):
     layer = folded.get_layer(name)
     weights = layer.get_weights()
     k = weights[0]
@@ -102,7 +91,7 @@ def _zeros(model_or_weights, names):
 
 def test_qat_keeps_sparsity_and_per_tensor_grids_while_training(tmp_path):
   folded = _pruned_folded_student()
-  names = model_lib.prunable_layer_names(folded)
+  names = pruning.prunable_layer_names(folded)
   before = _zeros(folded, names)
   qat = quantization.quantize(folded, "tfjs_per_tensor")
   opt = keras.optimizers.Adam(1e-2)
@@ -119,8 +108,8 @@ def test_qat_keeps_sparsity_and_per_tensor_grids_while_training(tmp_path):
     assert np.mean(qw[n] == 0) >= 0.5
   for n, w in qw.items():
     assert len(np.unique(w)) <= 256, n
-    back = quantization.tfjs_round_trip(w)
-    _, scale = quantization.per_tensor_grid(w)
+    back = tfjs_grid.tfjs_round_trip(w)
+    _, scale = tfjs_grid.per_tensor_grid(w)
     assert np.abs(back.astype(np.float64) - w).max() <= 1e-4 * scale, f"{n} is off its grid"
 
   # Serialization round trip: same outputs, and the sparsity mask survives reload + training.
@@ -163,10 +152,10 @@ def test_pruning_reaches_target_and_strip_keeps_it():
   config = ConfigDict(prune=dict(target_sparsity=0.5, end_fraction=0.5, frequency=1,
                                  min_params=0))
   steps = 4
-  pruned = train.make_prunable(core, config, steps)
+  pruned = pruning.make_prunable(core, config, steps)
   opt = keras.optimizers.Adam(1e-3)
-  wrappers = [l for l in pruned.layers if isinstance(l, train.PruneLowMagnitude)]
-  assert {l.layer.name for l in wrappers} == set(model_lib.prunable_layer_names(core))
+  wrappers = [l for l in pruned.layers if isinstance(l, PruneLowMagnitude)]
+  assert {l.layer.name for l in wrappers} == set(pruning.prunable_layer_names(core))
   x = tf.random.uniform((2, 32, 32, 3), 0, 255, seed=4)
   for step in range(steps):
     for w in wrappers:
@@ -175,9 +164,9 @@ def test_pruning_reaches_target_and_strip_keeps_it():
       loss = tf.reduce_sum(pruned(x, training=True))
     opt.apply_gradients(zip(tape.gradient(loss, pruned.trainable_variables),
                             pruned.trainable_variables))
-  plain = train.strip_and_apply_masks(pruned)
-  assert not any(isinstance(l, train.PruneLowMagnitude) for l in plain.layers)
-  for name in model_lib.prunable_layer_names(plain):
+  plain = pruning.strip_and_apply_masks(pruned)
+  assert not any(isinstance(l, PruneLowMagnitude) for l in plain.layers)
+  for name in pruning.prunable_layer_names(plain):
     k = plain.get_layer(name).get_weights()[0]
     # tfmot rounds the number of pruned weights per tensor; allow one weight of slack.
     assert np.sum(k == 0) >= int(0.5 * k.size) - 1, f"{name}: {np.mean(k == 0):.3f}"
@@ -187,7 +176,7 @@ def test_pruning_schedule_reaches_the_target_at_a_mask_update():
   for steps, frequency, end_fraction in [(60, 10, 0.7), (80, 5, 0.7), (6, 100, 0.7), (200, 7, 0.5)]:
     config = ConfigDict(prune=dict(target_sparsity=0.5, end_fraction=end_fraction,
                                    frequency=frequency))
-    schedule = train.pruning_schedule(config, steps)
+    schedule = pruning.pruning_schedule(config, steps)
     updates = [s for s in range(steps) if bool(schedule(tf.constant(s, tf.int64))[0])]
     assert updates, (steps, frequency)
     final = float(schedule(tf.constant(updates[-1], tf.int64))[1])

@@ -10,8 +10,15 @@ import os
 import numpy as np
 import pytest
 
-from bioclip_lite_tf import (device_label_bank, eval_data, eval_latency, eval_metrics, export,
-                             export_graph, export_testing, export_tflite, export_tfjs)
+from formats import device_label_bank
+from bioclip_lite_tf import data as eval_data
+from bioclip_lite_tf import export
+from bioclip_lite_tf.evaluate import latency as eval_latency
+from bioclip_lite_tf.evaluate import metrics as eval_metrics
+from bioclip_lite_tf.export import plain_graph as export_graph
+from bioclip_lite_tf.export import tflite as export_tflite
+from bioclip_lite_tf.export import tfjs as export_tfjs
+from bioclip_lite_tf.testing import export_fixtures as export_testing
 
 
 @pytest.fixture(scope="module")

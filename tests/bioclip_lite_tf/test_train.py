@@ -14,8 +14,8 @@ import bioclip_lite_tf
 from bioclip_lite_tf import config as config_lib
 from bioclip_lite_tf import data as data_lib
 from bioclip_lite_tf import model as model_lib
-from bioclip_lite_tf import quantization
-from bioclip_lite_tf import synthetic
+from bioclip_lite_tf.optimize import quantization, tfjs_grid
+from bioclip_lite_tf.testing import synthetic
 from bioclip_lite_tf import train
 from bioclip_lite_tf.keras import keras, tf
 
@@ -71,8 +71,8 @@ def test_demo_config_all_phases_learns_to_agree_with_the_teacher(tmp_path, data_
   # Every QAT weight lies on the per-tensor uint8 grid TF.js will compute for it.
   for name, w in qweights.items():
     assert len(np.unique(w)) <= 256
-    _, scale = quantization.per_tensor_grid(w)
-    assert np.abs(quantization.tfjs_round_trip(w).astype(np.float64) - w).max() <= 1e-4 * scale
+    _, scale = tfjs_grid.per_tensor_grid(w)
+    assert np.abs(tfjs_grid.tfjs_round_trip(w).astype(np.float64) - w).max() <= 1e-4 * scale
 
   # The QAT model is what load_phase_model returns: same outputs as in training's own eval path.
   x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)

@@ -1,7 +1,8 @@
 """Validation metrics: rank-level predictions sum probability mass up the tree."""
 import numpy as np
 
-from bioclip_lite_tf import losses, metrics
+from bioclip_lite_tf import losses
+from bioclip_lite_tf.train import validation as metrics
 from bioclip_lite_tf.keras import tf
 
 # species 0, 1 in genus 0; species 2 in genus 1 (other ranks: one taxon each)

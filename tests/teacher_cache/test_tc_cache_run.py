@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from teacher_cache import label_bank, sources
-from teacher_cache.taxonomy import RANKS, taxon_name
+from formats.ranks import RANKS
+from formats.taxonomy import taxon_name
 
 import tc_helpers
 from tc_helpers import TINY, VIT, cli, manifest, popen, read_rows

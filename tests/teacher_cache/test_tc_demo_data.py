@@ -9,7 +9,8 @@ from PIL import Image
 
 from teacher_cache import demo_data, webdataset
 from teacher_cache.sources import INAT_FOLDER
-from teacher_cache.taxonomy import RANKS, Taxonomy
+from formats.ranks import RANKS
+from formats.taxonomy import Taxonomy
 
 import tc_helpers
 

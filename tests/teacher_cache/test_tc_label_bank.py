@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from teacher_cache import demo_data, label_bank
-from teacher_cache.taxonomy import RANKS, Taxonomy
+from formats.ranks import RANKS
+from formats.taxonomy import Taxonomy
 from teacher_cache.topk import streaming_topk
 
 import tc_helpers
@@ -28,7 +29,7 @@ def test_names_and_parents_consistent(bank):
     for r, rank in enumerate(RANKS):
         t = tables[rank]
         assert list(t.names) == sorted(set(t.names))  # unique, deterministic order
-        for name, parent in zip(t.names, t.parent_index):
+        for name, parent in zip(t.names, t.parents.tolist()):
             if r == 0:
                 assert parent == -1 and " " not in name
             else:
@@ -43,7 +44,7 @@ def test_embeddings_are_normalized_open_clip_text_of_exact_template(bank, tiny_t
     tables = {t.rank: t for t in bank.tables}
     model, tok = tiny_teacher.model, open_clip.get_tokenizer("bioclip-lite-test-tiny")
     for rank in ("genus", "species"):
-        t, emb = tables[rank], np.asarray(bank.embeddings[rank])
+        t, emb = tables[rank], np.asarray(bank.embeddings(rank))
         assert emb.dtype == np.float32 and emb.shape == (len(t.names), tiny_teacher.embed_dim)
         np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
         if rank == "species":

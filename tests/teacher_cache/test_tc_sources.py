@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from teacher_cache import sources
-from teacher_cache.taxonomy import RANKS
+from formats.ranks import RANKS
 
 
 def _catalog(path):

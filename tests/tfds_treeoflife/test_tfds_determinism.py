@@ -18,7 +18,7 @@ from tfds_treeoflife.make_dummy_data import DUMMY_TAXA, write_cache  # noqa: E40
 from tfds_treeoflife.splits import SplitPlan, holdout_species, unit_hash  # noqa: E402
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
-RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
+from formats.ranks import RANKS
 
 
 def _examples(builder, split):

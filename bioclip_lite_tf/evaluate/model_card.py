@@ -1,0 +1,131 @@
+"""MODEL_CARD.md written from report.json (numbers only from the report, never typed in)."""
+from __future__ import annotations
+
+import os
+
+from formats.ranks import RANKS
+
+
+def _f(value, spec=".3f", none="n/a"):
+  if value is None:
+    return none
+  return format(value, spec)
+
+
+def _mb(value):
+  return "n/a" if value is None else f"{value / 1e6:.2f} MB"
+
+
+def render(report: dict) -> str:
+  m, data, par, acc = report["model"], report["data"], report["parity"], report["accuracy"]
+  teacher = data.get("teacher") or {}
+  real = teacher.get("real_weights")
+  weights_line = ("real BioCLIP weights" if real else
+                  "a RANDOM-WEIGHT stand-in of the teacher architecture: the teacher targets, "
+                  "and so every accuracy number below, say nothing about real-world accuracy")
+  lines = [
+      "# BioCLIP Lite student: model card",
+      "",
+      "Written by `python -m bioclip_lite_tf.evaluate` from report.json.",
+      "",
+      "## What it is",
+      "",
+      f"- A MobileNetV3 student distilled from the teacher `{teacher.get('id')}` "
+      f"({weights_line}).",
+      f"- Input: an RGB photo squashed (no crop, bicubic) to {m.get('resolution')}x"
+      f"{m.get('resolution')}; output: a {m.get('embed_dim')}-d unit embedding in the "
+      "teacher's space, classified zero-shot against the teacher's text embeddings of "
+      f"{data.get('num_species')} species (rank probabilities are sums of species "
+      "probabilities).",
+      f"- {m['params']:,} parameters, {_f(m['sparsity'], '.1%')} of kernel weights zero; "
+      "8-bit per-tensor weights (quantization-aware training), float activations in TF.js.",
+      "",
+      "## Files and sizes",
+      "",
+      "| artifact | bytes | gzipped |",
+      "|---|---|---|",
+      f"| Keras fp32 weights (reference) | {_mb(m.get('keras_fp32_bytes'))} | |",
+      f"| TF.js graph model (uint8 weights) | {_mb(m.get('tfjs_bytes'))} | "
+      f"{_mb(m.get('tfjs_gzip_bytes'))} |",
+      f"| TFLite int8 | {_mb(m.get('tflite_bytes'))} | {_mb(m.get('tflite_gzip_bytes'))} |",
+      f"| device label bank | {_mb(m.get('label_bank_bytes'))} | "
+      f"{_mb(m.get('label_bank_gzip_bytes'))} |",
+      f"| teacher fp32 weights | {_mb(m.get('teacher_fp32_bytes'))} | |",
+      "",
+      "## Evaluation data",
+      "",
+      f"{acc['n']} photos of the `{data.get('eval_split')}` split ({data.get('num_train')} "
+      f"training photos). Label bank used: {data.get('label_bank')}.",
+      "",
+      "| rank | student vs teacher top-1 | top-5 | student vs truth top-1 | "
+      "teacher vs truth top-1 |",
+      "|---|---|---|---|---|",
+  ]
+  for r in RANKS:
+    lines.append(f"| {r} | {_f(acc['student_vs_teacher']['top1'][r])} | "
+                 f"{_f(acc['student_vs_teacher']['top5'][r])} | "
+                 f"{_f(acc['student_vs_truth']['top1'][r])} | "
+                 f"{_f(acc['teacher_vs_truth']['top1'][r])} |")
+  lines += [
+      "",
+      f"Hierarchical consistency (top-1 species inside the top-1 taxon of every rank): "
+      f"{_f(report['hierarchy']['consistency'])} (the teacher, by the same definition on its "
+      f"cached top-K: {_f(report['hierarchy'].get('teacher_consistency'))}).",
+      "",
+      "## Runtime parity (same photos, against the Keras graph with QAT weights)",
+      "",
+      "| runtime | n | cosine min | species top-1 agreement |",
+      "|---|---|---|---|",
+  ]
+  for key, label in (("tfjs_vs_keras", "TF.js (wasm, Node)"), ("tfjs_cpu_vs_keras",
+                                                                "TF.js (cpu, Node)"),
+                     ("tflite_vs_keras", "TFLite int8")):
+    p = par.get(key)
+    if p:
+      lines.append(f"| {label} | {p.get('n')} | {_f(p.get('cosine_min'), '.7f')} | "
+                   f"{_f(p.get('top1_agreement'), '.4f')} |")
+  lines += ["", "## Latency per photo (ms, batch 1, median) and memory", "",
+            "| runtime | " + " | ".join(sorted({r for v in report["latency_ms"].values()
+                                               for r in v}, key=int)) + " |"]
+  resolutions = sorted({r for v in report["latency_ms"].values() for r in v}, key=int)
+  lines.append("|---" * (len(resolutions) + 1) + "|")
+  for runtime, per_res in sorted(report["latency_ms"].items()):
+    lines.append(f"| {runtime} | " + " | ".join(_f(per_res.get(r), ".2f", "") for r in
+                                                 resolutions) + " |")
+  mem = report["memory"]
+  ratios = report.get("ratios", {})
+  lines += [
+      "",
+      f"Speed-up over the teacher at 224 (best student runtime): "
+      f"{_f(ratios.get('speedup_vs_teacher_224_best'), '.1f')}x. "
+      f"Teacher fp32 bytes / TF.js bytes: {_f(ratios.get('size_ratio_teacher_over_tfjs'), '.0f')}x.",
+      "",
+      f"Memory: TF.js peak tensor bytes during one classify at 224 (weights included) "
+      f"{_mb((mem.get('tfjs_peak_bytes') or {}).get('224'))}; TFLite arena at 224 "
+      f"{_mb(mem.get('tflite_arena_bytes'))}; peak RSS of a Keras process that loads the "
+      f"student and classifies one photo {_mb(mem.get('keras_peak_rss_bytes'))}.",
+      "",
+      "Latency threads: " + str(report.get("latency_threads")) + ". Measured on the machine "
+      "that ran the evaluation; other jobs sharing its cores add noise.",
+      "",
+      "## Limits",
+      "",
+      "- The student only knows the species in its label bank; photos of other species get the "
+      "nearest ones.",
+      "- Accuracy is measured against the teacher's cached predictions and the dataset's labels,"
+      " on the photos above only.",
+  ]
+  if not real:
+    lines.append("- The teacher had random weights: use this export to test the plumbing, not "
+                 "to identify organisms.")
+  if report.get("errors"):
+    lines += ["", "## Errors during evaluation", ""] + [f"- {e}" for e in report["errors"]]
+  return "\n".join(lines) + "\n"
+
+
+def write(report: dict, path: str) -> str:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(render(report))
+  os.replace(tmp, path)
+  return path
