@@ -15,6 +15,7 @@ import tempfile
 import uuid
 from typing import Any, Callable
 
+from formats.errors import FormatError
 from formats.fs import LOCAL
 
 TMP_MARK = ".tmp-"
@@ -102,8 +103,12 @@ def write_json(path: str, obj: Any, fs=LOCAL, **dumps_kwargs) -> None:
 
 
 def read_json(path: str, fs=LOCAL) -> Any:
+  """json.load of a file; FormatError naming the file when it is not valid JSON."""
   with fs.open(path, "r") as f:
-    return json.load(f)
+    try:
+      return json.load(f)
+    except ValueError as e:
+      raise FormatError(f"{path}: not valid JSON ({e})") from e
 
 
 def remove_tmp_litter(directory: str) -> int:

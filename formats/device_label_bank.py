@@ -25,12 +25,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
 from formats import atomic, hashing
-from formats.errors import FormatError, refuse_version
+from formats.errors import FormatError, check_version
 from formats.ranks import RANKS
 from formats.taxonomy import RankTable, make_rank_table, species_ancestors
 
@@ -139,11 +139,8 @@ def read_device_label_bank(out_dir: str) -> DeviceLabelBank:
   json_path = os.path.join(out_dir, JSON_NAME)
   if not os.path.isfile(json_path):
     raise FormatError(f"{json_path}: missing")
-  with open(json_path, encoding="utf-8") as f:
-    meta = json.load(f)
-  if meta.get("format_version") != FORMAT_VERSION:
-    raise refuse_version(json_path, "device label bank", meta.get("format_version"),
-                         FORMAT_VERSION, "Re-export it with this version's bioclip_lite_tf.")
+  meta = check_version(atomic.read_json(json_path), json_path, "device label bank",
+                       FORMAT_VERSION, "Re-export it with this version's bioclip_lite_tf.")
   layout = meta["species_embeddings"]
   n, d = layout["shape"]
   if d != meta["embed_dim"]:

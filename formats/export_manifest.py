@@ -12,7 +12,7 @@ import os
 from typing import Dict
 
 from formats import atomic, hashing
-from formats.errors import FormatError, refuse_version
+from formats.errors import FormatError, check_version
 
 FORMAT = "bioclip-lite-export"
 FORMAT_VERSION = 1
@@ -49,13 +49,8 @@ def read_manifest(export_dir: str) -> dict:
   path = os.path.join(export_dir, MANIFEST)
   if not os.path.isfile(path):
     raise FormatError(f"{path}: missing (not an export directory, or an unfinished export)")
-  try:
-    manifest = atomic.read_json(path)
-  except ValueError as e:
-    raise FormatError(f"{path}: not valid JSON ({e})") from e
+  manifest = atomic.read_json(path)
   if manifest.get("format") != FORMAT:
     raise FormatError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
-  if manifest.get("format_version") != FORMAT_VERSION:
-    raise refuse_version(path, "export", manifest.get("format_version"), FORMAT_VERSION,
-                         "Re-export with this version's python -m bioclip_lite_tf.export.")
-  return manifest
+  return check_version(manifest, path, "export", FORMAT_VERSION,
+                       "Re-export with this version's python -m bioclip_lite_tf.export.")

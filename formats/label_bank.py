@@ -26,7 +26,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from formats import atomic
-from formats.errors import FormatError, refuse_version
+from formats.errors import FormatError, check_version
 from formats.fs import LOCAL, is_local_path
 from formats.ranks import RANKS
 from formats.taxonomy import RankTable, make_rank_table, species_ancestors
@@ -222,13 +222,8 @@ def read_label_bank(directory: str, fs=LOCAL, embed_dim: Optional[int] = None,
   meta_path = os.path.join(directory, META_FILE)
   meta = None
   if fs.exists(meta_path):
-    try:
-      meta = atomic.read_json(meta_path, fs)
-    except ValueError as e:
-      raise FormatError(f"{meta_path}: not valid JSON ({e})") from e
-    if meta.get("format_version") != FORMAT_VERSION:
-      raise refuse_version(meta_path, "label bank", meta.get("format_version"), FORMAT_VERSION,
-                           "Rebuild it with this version's teacher_cache.")
+    meta = check_version(atomic.read_json(meta_path, fs), meta_path, "label bank",
+                         FORMAT_VERSION, "Rebuild it with this version's teacher_cache.")
   elif require_meta:
     raise FormatError(f"{directory}: no {META_FILE} (not a label bank, or unfinished)")
   tables: List[RankTable] = []

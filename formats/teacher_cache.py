@@ -24,7 +24,7 @@ from typing import Dict, Iterator, Optional, Tuple
 import numpy as np
 
 from formats import atomic
-from formats.errors import FormatError, refuse_version
+from formats.errors import FormatError, check_version
 from formats.fs import LOCAL
 from formats.ranks import NUM_RANKS, RANKS
 
@@ -96,14 +96,8 @@ def read_manifest(cache_dir: str, fs=LOCAL) -> dict:
   path = os.path.join(os.fspath(cache_dir).rstrip("/"), MANIFEST)
   if not fs.exists(path):
     raise FormatError(f"{path}: missing (is this a teacher_cache output directory?)")
-  try:
-    manifest = atomic.read_json(path, fs)
-  except ValueError as e:
-    raise FormatError(f"{path}: not valid JSON ({e})") from e
-  if manifest.get("format_version") != FORMAT_VERSION:
-    raise refuse_version(path, "teacher cache", manifest.get("format_version"), FORMAT_VERSION,
-                         "Re-run teacher_cache of this version into a new --out_dir.")
-  return manifest
+  return check_version(atomic.read_json(path, fs), path, "teacher cache", FORMAT_VERSION,
+                       "Re-run teacher_cache of this version into a new --out_dir.")
 
 
 def read_part(path: str, fs=LOCAL) -> Dict[str, np.ndarray]:

@@ -21,7 +21,7 @@ from formats.errors import FormatError
 from formats.fs import GFileSystem
 from formats.ranks import RANKS
 from formats.taxonomy import RankTable
-from formats.teacher_cache import SHARD_DIR_RE, RowChecker, image_bytes_of, iter_rows  # noqa: F401
+from formats.teacher_cache import SHARD_DIR_RE, RowChecker, image_bytes_of, iter_rows  # noqa: F401  (the readers the builder uses)
 
 GFILE = GFileSystem(tf.io.gfile)
 

@@ -100,8 +100,7 @@ class TreeOfLifeMetadata(tfds.core.Metadata):
     path = os.path.join(os.fspath(data_dir), METADATA_FILE)
     self.clear()
     if tf.io.gfile.exists(path):
-      with tf.io.gfile.GFile(path, "r") as f:
-        self.update(json.load(f))
+      self.update(atomic.read_json(path, GFILE))
 
 
 def load_label_bank(data_dir: str, mmap: bool = True) -> LabelBank:

@@ -51,7 +51,7 @@ def get_config(arg: str = "") -> ConfigDict:
       frequency=100,         # steps between mask updates
       min_params=1024,       # kernels smaller than this stay dense
   )
-  c.qat = dict(scheme="tfjs_per_tensor")  # or 'tflite_per_channel' (bioclip_lite_tf.quantization)
+  c.qat = dict(scheme="tfjs_per_tensor")  # or 'tflite_per_channel' (bioclip_lite_tf.optimize.quantization)
   c.checkpoint_every = 1_000
   c.log_every = 100
   c.keep_checkpoints = 3

@@ -12,7 +12,6 @@ import numpy as np
 
 from formats import label_bank as label_bank_format
 from formats.errors import FormatError
-from formats.ranks import RANKS
 from bioclip_lite_tf.data.discovery import GFILE, DataError, read_teacher
 
 

@@ -7,7 +7,7 @@ Reads the QAT student (WORKDIR/qat/model.h5), the export directory (docs/FORMATS
 and the built tree_of_life_distill dataset (validation split, label bank, teacher.json).
 Writes REPORT/ (format version 1):
 
-  report.json       every key of DESIGN.md's report.json schema (report_schema.REQUIRED), plus
+  report.json       every key of report_schema.REQUIRED (docs/FORMATS.md), plus
                     extras (gzipped sizes, parity details, per-rank hierarchy, errors)
   accuracy.png      top-1 per rank: student vs teacher, student vs truth, teacher vs truth
   latency.png       latency per photo vs resolution per runtime (teacher at 224 as a line)
@@ -23,7 +23,7 @@ from __future__ import annotations
 import gzip
 import os
 import time
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 from absl import logging

@@ -1,6 +1,6 @@
 """Peak RSS of a process that loads the Keras student and classifies one photo.
 
-  python -m bioclip_lite_tf.eval_memory --workdir=WORKDIR [--phase=qat] [--export_dir=EXPORT]
+  python -m bioclip_lite_tf.evaluate.memory --workdir=WORKDIR [--phase=qat] [--export_dir=EXPORT]
 
 Prints one JSON line: {"peak_rss_bytes": ..., "baseline_rss_bytes": ...}. Run as its own
 process by evaluate (so nothing else the evaluator loaded is counted). The baseline is the

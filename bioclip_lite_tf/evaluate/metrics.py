@@ -1,6 +1,6 @@
 """Accuracy, hierarchy and parity metrics (numpy only), accumulated batch by batch.
 
-Zero-shot classification as DESIGN.md defines it: species logits are
+Zero-shot classification as docs/ARCHITECTURE.md defines it: species logits are
 `logit_scale * embedding @ species_text_embeddings.T`, softmax over the label bank's species,
 and the probability of a higher taxon is the sum of its species' probabilities (parent links).
 

@@ -1,8 +1,7 @@
 """MODEL_CARD.md written from report.json (numbers only from the report, never typed in)."""
 from __future__ import annotations
 
-import os
-
+from formats import atomic
 from formats.ranks import RANKS
 
 
@@ -16,14 +15,13 @@ def _mb(value):
   return "n/a" if value is None else f"{value / 1e6:.2f} MB"
 
 
-def render(report: dict) -> str:
-  m, data, par, acc = report["model"], report["data"], report["parity"], report["accuracy"]
+def _about(report: dict) -> list:
+  m, data = report["model"], report["data"]
   teacher = data.get("teacher") or {}
-  real = teacher.get("real_weights")
-  weights_line = ("real BioCLIP weights" if real else
+  weights_line = ("real BioCLIP weights" if teacher.get("real_weights") else
                   "a RANDOM-WEIGHT stand-in of the teacher architecture: the teacher targets, "
                   "and so every accuracy number below, say nothing about real-world accuracy")
-  lines = [
+  return [
       "# BioCLIP Lite student: model card",
       "",
       "Written by `python -m bioclip_lite_tf.evaluate` from report.json.",
@@ -52,6 +50,12 @@ def render(report: dict) -> str:
       f"{_mb(m.get('label_bank_gzip_bytes'))} |",
       f"| teacher fp32 weights | {_mb(m.get('teacher_fp32_bytes'))} | |",
       "",
+  ]
+
+
+def _accuracy(report: dict) -> list:
+  data, acc = report["data"], report["accuracy"]
+  lines = [
       "## Evaluation data",
       "",
       f"{acc['n']} photos of the `{data.get('eval_split')}` split ({data.get('num_train')} "
@@ -72,6 +76,13 @@ def render(report: dict) -> str:
       f"{_f(report['hierarchy']['consistency'])} (the teacher, by the same definition on its "
       f"cached top-K: {_f(report['hierarchy'].get('teacher_consistency'))}).",
       "",
+  ]
+  return lines
+
+
+def _parity(report: dict) -> list:
+  par = report["parity"]
+  lines = [
       "## Runtime parity (same photos, against the Keras graph with QAT weights)",
       "",
       "| runtime | n | cosine min | species top-1 agreement |",
@@ -84,7 +95,11 @@ def render(report: dict) -> str:
     if p:
       lines.append(f"| {label} | {p.get('n')} | {_f(p.get('cosine_min'), '.7f')} | "
                    f"{_f(p.get('top1_agreement'), '.4f')} |")
-  lines += ["", "## Latency per photo (ms, batch 1, median) and memory", "",
+  return lines + [""]
+
+
+def _latency_and_memory(report: dict) -> list:
+  lines = ["## Latency per photo (ms, batch 1, median) and memory", "",
             "| runtime | " + " | ".join(sorted({r for v in report["latency_ms"].values()
                                                for r in v}, key=int)) + " |"]
   resolutions = sorted({r for v in report["latency_ms"].values() for r in v}, key=int)
@@ -108,6 +123,12 @@ def render(report: dict) -> str:
       "Latency threads: " + str(report.get("latency_threads")) + ". Measured on the machine "
       "that ran the evaluation; other jobs sharing its cores add noise.",
       "",
+  ]
+  return lines
+
+
+def _limits(report: dict) -> list:
+  lines = [
       "## Limits",
       "",
       "- The student only knows the species in its label bank; photos of other species get the "
@@ -115,17 +136,21 @@ def render(report: dict) -> str:
       "- Accuracy is measured against the teacher's cached predictions and the dataset's labels,"
       " on the photos above only.",
   ]
-  if not real:
+  if not (report["data"].get("teacher") or {}).get("real_weights"):
     lines.append("- The teacher had random weights: use this export to test the plumbing, not "
                  "to identify organisms.")
   if report.get("errors"):
     lines += ["", "## Errors during evaluation", ""] + [f"- {e}" for e in report["errors"]]
+  return lines
+
+
+def render(report: dict) -> str:
+  """MODEL_CARD.md's text: what it is, sizes, accuracy, parity, latency and memory, limits."""
+  lines = (_about(report) + _accuracy(report) + _parity(report) + _latency_and_memory(report)
+           + _limits(report))
   return "\n".join(lines) + "\n"
 
 
 def write(report: dict, path: str) -> str:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(render(report))
-  os.replace(tmp, path)
+  atomic.write_text(path, render(report))
   return path

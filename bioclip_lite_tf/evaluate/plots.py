@@ -14,11 +14,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from formats.ranks import RANKS
+from formats import atomic  # noqa: E402
+from formats.ranks import RANKS  # noqa: E402
 
 
 def _save(fig, path: str) -> str:
-  tmp = path + ".tmp.png"
+  tmp = f"{path}{atomic.TMP_MARK}{os.getpid()}.png"
   fig.savefig(tmp, dpi=110, bbox_inches="tight")
   plt.close(fig)
   os.replace(tmp, path)

@@ -1,4 +1,4 @@
-"""The keys report.json must have (DESIGN.md "report.json"), and a checker.
+"""The keys report.json must have (docs/FORMATS.md, "report.json"), and a checker.
 
 `latency_ms` must hold at least one runtime with at least one resolution, and the runtimes
 `keras_cpu` and `teacher_torch_cpu` at "224". Extra keys are welcome.
@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import List
 
 from formats.ranks import RANKS
+
 REPORT_FORMAT_VERSION = 1
 
 REQUIRED = [

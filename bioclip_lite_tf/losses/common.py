@@ -1,23 +1,6 @@
-"""What every distillation loss shares: the label bank tensors, the student outputs, and the
-species -> rank sums.
-
-Every loss has the signature `fn(outputs, batch, bank, **params) -> float32 [B]` (per example;
-the trainer averages over the global batch with tf.nn.compute_average_loss), where
-
-  outputs.embedding       float32 [B, D]  L2-normalized student embedding
-  outputs.species_logits  float32 [B, S]  logit_scale * embedding @ species_text_embeddings.T
-  batch['teacher_embedding']     float32 [B, D]  L2-normalized
-  batch['topk_species_indices']  int32 [B, K]    the teacher's top-k species rows
-  batch['topk_species_logits']   float32 [B, K]  the teacher's (scaled) logits for them
-  batch['labels']                int32 [B, 7]    true rows, kingdom..species
-
-The label bank is the student's zero-shot head: frozen teacher text embeddings, so taxa can be
-added later without retraining. Its logit_scale is the teacher's (also frozen).
-
-Teacher distribution from top-k logits: softmax over the K logits only, the rest of the species
-get zero probability (the top-k renormalized). With K >= 5 and BioCLIP's logit scale ~100 the
-mass outside the top-k is small, and nothing better is known about it.
-"""
+"""What every distillation loss shares: the label bank tensors, the student outputs, the
+species -> rank sums and the teacher's top-k distribution (losses/__init__.py describes the
+loss signature and the batch)."""
 from __future__ import annotations
 
 import dataclasses

@@ -2,11 +2,12 @@
 
 Why custom layers at all: tf_keras.applications builds hard-sigmoid as `x + 3.0` in a
 TFOpLambda, which tfmot's quantize_model cannot handle, and its `Rescaling` layer is refused by
-prune_low_magnitude (see shared/ENVIRONMENT.md). These layers are plain Layer subclasses with no
-weights; their quantization behaviour lives in bioclip_lite_tf/quantization.py.
+prune_low_magnitude (both verified with tfmot 0.8.1, see bioclip_lite_tf/README.md). These
+layers are plain Layer subclasses with no weights; their quantization behaviour lives in
+bioclip_lite_tf/optimize/quantization.py.
 
 Every layer forwards **kwargs, keeps one attribute per constructor argument and has get_config,
-so a saved model reloads under `bioclip_lite_tf.quantization.quantize_scope()` (or with
+so a saved model reloads under `bioclip_lite_tf.optimize.quantization.quantize_scope()` (or with
 `CUSTOM_OBJECTS` as custom_objects).
 """
 from __future__ import annotations

@@ -17,13 +17,13 @@ The grid itself (numpy and TF) is in optimize/tfjs_grid.py.
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, Tuple
+from typing import Dict
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from bioclip_lite_tf.model import layers as bl_layers
-from bioclip_lite_tf.optimize.tfjs_grid import NUM_BITS, fake_quant_per_tensor, per_tensor_grid  # noqa: F401
+from bioclip_lite_tf.optimize.tfjs_grid import fake_quant_per_tensor
 from bioclip_lite_tf.keras import keras, tf
 
 _qk = tfmot.quantization.keras

@@ -125,7 +125,7 @@ def write_cache(out_dir: str, num_photos: int = 600, embed_dim: int = 24, topk: 
                         "std": [0.26862954, 0.26130258, 0.27577711]},
       "text_template": dummy.TEXT_TEMPLATE,
       "topk": topk,
-      "source": {"kind": "synthetic", "spec": "bioclip_lite_tf.synthetic",
+      "source": {"kind": "synthetic", "spec": "bioclip_lite_tf.testing.synthetic",
                  "fingerprint": hashlib.sha1(f"{num_photos}:{seed}:{embed_dim}".encode()
                                              ).hexdigest()},
       "counts": {"written": num_photos, "skipped": 0},

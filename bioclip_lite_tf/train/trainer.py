@@ -29,7 +29,7 @@ from bioclip_lite_tf.train import workdir as workdir_lib
 from bioclip_lite_tf.train.checks import UsageError, check_config, check_workdir
 from bioclip_lite_tf.train.distribute import barrier, is_chief, make_strategy
 from bioclip_lite_tf.train.schedules import WarmupCosine
-from bioclip_lite_tf.train.workdir import DONE_FILE, MODEL_FILE, PHASES, phase_dir, phase_done
+from bioclip_lite_tf.train.workdir import MODEL_FILE, PHASES, phase_dir, phase_done
 
 
 @dataclasses.dataclass

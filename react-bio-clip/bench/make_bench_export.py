@@ -4,7 +4,7 @@ r"""Writes an export of the real student architecture (random weights) for the N
 
 Latency depends on the architecture and the label bank size, not on the weights, so this builds
 the student exactly as training does (bioclip_lite_tf.model.build_student from a config, BN
-folded, QAT-wrapped by bioclip_lite_tf.quantization.quantize) with random weights, a synthetic
+folded, QAT-wrapped by bioclip_lite_tf.optimize.quantization.quantize) with random weights, a synthetic
 taxonomy of --num_species species with random unit text embeddings, and exports it with
 bioclip_lite_tf.export.export, the same call `python -m bioclip_lite_tf.export` makes. Nothing
 here is an accuracy number. A real trained export (`make demo`) can be benchmarked directly.

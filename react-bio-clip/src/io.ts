@@ -11,7 +11,7 @@ import {LabelBank} from './label_bank';
 import {Bytes, ExportManifest, LabelBankJson, LabelsSource} from './types';
 
 export const SUPPORTED_MANIFEST_VERSIONS = [1];
-/** manifest.json's `format` (bioclip_lite_tf/export.py). */
+/** manifest.json's `format` (formats/export_manifest.py). */
 export const EXPORT_FORMAT = 'bioclip-lite-export';
 
 /** Path of a file relative to the export directory, as manifest.json keys it. */

@@ -83,11 +83,15 @@ def test_ancestors_reject_a_broken_tree():
     species_ancestors(parents)
 
 
-def test_fallback_label_bank_reader_matches_the_datasets_own(data_dir):
+def test_training_label_bank_matches_the_datasets_own(data_dir):
+  """The arrays training uses are the bank the TFDS dataset carries (tfds_treeoflife's view)."""
+  from tfds_treeoflife import load_label_bank as dataset_label_bank
   dataset_dir = data_lib.find_dataset_dir(data_dir)
-  parents, names, species, teacher = data_lib._read_label_bank_files(dataset_dir)
+  theirs = dataset_label_bank(dataset_dir)
   bank = data_lib.load_label_bank(dataset_dir)
-  assert names == bank.names
-  np.testing.assert_array_equal(species, bank.species_text_embeddings)
-  np.testing.assert_array_equal(species_ancestors(parents), bank.ancestors)
-  assert float(teacher["logit_scale"]) == bank.logit_scale
+  assert {r: theirs.ranks[r].names for r in RANKS} == bank.names
+  np.testing.assert_array_equal(theirs.ranks["species"].text_embeddings,
+                                bank.species_text_embeddings)
+  np.testing.assert_array_equal(
+      species_ancestors({r: theirs.ranks[r].parents for r in RANKS}), bank.ancestors)
+  assert theirs.logit_scale == bank.logit_scale

@@ -9,7 +9,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from tfds_treeoflife import RANKS, load_label_bank  # noqa: E402
+from formats.ranks import RANKS  # noqa: E402
+from tfds_treeoflife import load_label_bank  # noqa: E402
 from tfds_treeoflife.build import build  # noqa: E402
 
 
