@@ -10,7 +10,7 @@
  */
 import '@tensorflow/tfjs-react-native';
 import {useState} from 'react';
-import {Button, SafeAreaView, Text, View} from 'react-native';
+import {Button, Text, View} from 'react-native';
 import {StatusBar} from 'expo-status-bar';
 import {bundledLoadOptions, useBioClip} from 'react-bio-clip/native';
 
@@ -28,7 +28,7 @@ export default function App() {
   const {model, status, error} = useBioClip(loadOptions);
   const [screen, setScreen] = useState<Screen>('photo');
   return (
-    <SafeAreaView style={{flex: 1}}>
+    <View style={{flex: 1, paddingTop: 32}}>
       <StatusBar style="auto" />
       <View style={{flexDirection: 'row', justifyContent: 'space-around', padding: 8}}>
         <Button title="Camera" onPress={() => setScreen('camera')} />
@@ -40,6 +40,6 @@ export default function App() {
       {screen === 'camera' && <CameraScreen model={model} />}
       {screen === 'photo' && <PhotoScreen model={model} />}
       {screen === 'few-shot' && <FewShotScreen model={model} />}
-    </SafeAreaView>
+    </View>
   );
 }

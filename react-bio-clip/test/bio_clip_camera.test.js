@@ -201,6 +201,24 @@ test('BioClipCamera', async (t) => {
     assert.strictEqual(tf.memory().numTensors, baseline);
   });
 
+  await t.test('showPreview false: classifies, draws no preview', async () => {
+    const previews = camera.previews;
+    const results = [];
+    let renderer;
+    await act(async () => {
+      renderer = TestRenderer.create(React.createElement(BioClipCamera, {
+        model: bioClip, showPreview: false, intervalMs: 100, cameraTextureWidth: 48, cameraTextureHeight: 64,
+        onClassification: (r) => results.push(r),
+      }));
+    });
+    for (let i = 0; i < 10; ++i) await displayFrame();
+    await settle();
+    assert.ok(results.length >= 1);
+    assert.strictEqual(camera.previews, previews);
+    await act(async () => renderer.unmount());
+    assert.strictEqual(tf.memory().numTensors, baseline);
+  });
+
   await t.test('a camera texture that cannot be made goes to onError, no loop starts', async () => {
     camera.failTexture = new Error('no camera');
     const errors = [];

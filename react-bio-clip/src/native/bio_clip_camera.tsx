@@ -51,7 +51,11 @@ export interface BioClipCameraProps {
   cameraTextureHeight?: number;
   /** Rotation applied when reading the texture and drawing the preview (Android sensors). */
   rotation?: CameraRotation;
-  /** Draw the camera texture into the GLView on top of the CameraView (default true). */
+  /**
+   * Draw the camera texture into a GLView over the CameraView (default true), as
+   * tfjs-react-native's camera did: once expo-gl takes the camera's frames, the CameraView's own
+   * preview may stop updating.
+   */
   showPreview?: boolean;
   /** Style of the outer view (the camera and the GL preview fill it). Default {flex: 1}. */
   style?: Record<string, unknown>;
@@ -61,6 +65,7 @@ export interface BioClipCameraProps {
 
 const DEFAULT_INTERVAL_MS = 500;
 const FILL = {position: 'absolute', left: 0, top: 0, right: 0, bottom: 0};
+const HIDDEN = {position: 'absolute', left: 0, top: 0, width: 1, height: 1, opacity: 0};
 
 interface GLContext extends WebGL2RenderingContext {
   endFrameEXP(): void;
@@ -170,6 +175,7 @@ export function BioClipCamera(props: BioClipCameraProps): React.ReactElement {
       View as unknown as React.ElementType, {style: style ?? {flex: 1}},
       React.createElement(CameraView as unknown as React.ElementType,
                           {...cameraProps, facing, style: FILL, ref: camera}),
+      // Without the preview the GL view only hosts the context: 1 x 1, so the CameraView shows.
       React.createElement(GLView as unknown as React.ElementType,
-                          {style: FILL, onContextCreate, ref: glView}));
+                          {style: props.showPreview === false ? HIDDEN : FILL, onContextCreate, ref: glView}));
 }
