@@ -23,12 +23,13 @@ NODE_DIRS := react-bio-clip
 RBC_BUILD_INPUTS := $(shell find react-bio-clip/src -type f) react-bio-clip/tsconfig.json \
   react-bio-clip/package-lock.json
 
-.PHONY: demo test test-python test-js bench setup clean-demo help
+.PHONY: demo test test-python test-js test-example example-bundle bench setup clean-demo help
 
 help:
 	@echo "make demo    run the whole chain on demo data into runs/demo/ (FORCE=1 redoes all)"
 	@echo "make test    run every test, Python and JS"
 	@echo "make bench   run the benchmarks into bench/results/ and bench/RESULTS.md"
+	@echo "make example-bundle  build react-bio-clip/example for Android + iOS (Hermes), Expo SDK 58 and 57"
 
 setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/react-bio-clip-dist
 
@@ -62,6 +63,7 @@ demo: setup
 test: setup
 	$(MAKE) --no-print-directory test-python
 	$(MAKE) --no-print-directory test-js
+	$(MAKE) --no-print-directory test-example
 
 test-python:
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
@@ -71,6 +73,22 @@ test-python:
 test-js:
 	$(PYTHON) react-bio-clip/scripts/make_fixture.py --out_dir=runs/react_fixture
 	cd react-bio-clip && REACT_BIO_CLIP_FIXTURES=$(CURDIR)/runs/react_fixture npm test
+
+# The example Expo app's JS bundles, Hermes bytecode included, for Android and iOS against Expo
+# SDK 58 (react-bio-clip/example) and 57 (example/sdk57): npm ci, tsc and `npx expo export` per
+# SDK, on an export the fixture script makes (no weights in git). Writes
+# runs/example_bundles/bundle_sizes.json; example-bundle also refreshes the committed
+# bench/results/expo_bundles.json and the README's support matrix from it.
+EXAMPLE_BUNDLES := node react-bio-clip/example/scripts/build_bundles.js --export_dir=runs/react_fixture/export
+
+test-example:
+	@test -f runs/react_fixture/export/manifest.json || \
+	  $(PYTHON) react-bio-clip/scripts/make_fixture.py --out_dir=runs/react_fixture
+	$(EXAMPLE_BUNDLES) --check_readme=react-bio-clip/README.md
+
+example-bundle: setup
+	$(PYTHON) react-bio-clip/scripts/make_fixture.py --out_dir=runs/react_fixture
+	$(EXAMPLE_BUNDLES) --results=bench/results/expo_bundles.json --readme=react-bio-clip/README.md
 
 bench: setup
 	$(PYTHON) -m bench.run_all --out_dir=bench/results

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 
-import {BioClipFormatError, BioClipLoadError, BioClipMismatchError} from './errors';
+import {BioClipFormatError, BioClipInputError, BioClipLoadError, BioClipMismatchError} from './errors';
 import {expandScalarFusedBias} from './graph_compat';
 import {LabelBank} from './label_bank';
 import {Bytes, ExportManifest, LabelBankJson, LabelsSource} from './types';
@@ -150,6 +150,21 @@ export async function readManifest(source: string | ExportManifest): Promise<{ma
   return {manifest: checkManifest(source, '(object)'), where: '(object)'};
 }
 
+/**
+ * In React Native, `require('./labels/label_bank.bin')` is a Metro asset id (a number), not the
+ * file's bytes. Taken as bytes it would become a zero-filled array of that length (a label bank
+ * of zeros, or a misleading sha mismatch), so it is refused by name.
+ */
+function refuseAssetId(value: unknown, option: string, file: string): void {
+  if (typeof value === 'number') {
+    throw new BioClipInputError(
+        `${option} is the number ${value}, not the bytes or a URL of ${file}: in React Native ` +
+        `require('...${file}') gives a Metro asset id. Pass it to loadBundled() or ` +
+        `bundledLoadOptions() from 'react-bio-clip/native' (which read the asset's bytes), or ` +
+        `pass the bytes (Uint8Array / ArrayBuffer) yourself`);
+  }
+}
+
 /** Reads, hash-checks and decodes the label bank, then checks it against the manifest. */
 export async function readLabelBank(source: LabelsSource, manifest: ExportManifest): Promise<LabelBank> {
   let json: LabelBankJson;
@@ -163,6 +178,8 @@ export async function readLabelBank(source: LabelsSource, manifest: ExportManife
     const binUrl = resolveRelative(source, json?.species_embeddings?.file ?? 'label_bank.bin');
     binBytes = await fetchBytes(binUrl, 'label_bank.bin');
   } else if (source && typeof source === 'object' && 'json' in source && 'bin' in source) {
+    refuseAssetId(source.json, 'labels.json', 'label_bank.json');
+    refuseAssetId(source.bin, 'labels.bin', 'label_bank.bin');
     where = typeof source.json === 'string' ? source.json : '(object)';
     if (typeof source.json === 'string') {
       jsonBytes = await fetchBytes(source.json, 'label_bank.json');

@@ -99,3 +99,23 @@ export function squash(rgb: tf.Tensor3D, resolution: number, method: ResizeMetho
 export function toModelInput(image: ImageInput, resolution: number, method: ResizeMethod): tf.Tensor4D {
   return tf.expandDims(squash(toRgbFloat(image), resolution, method), 0);
 }
+
+/**
+ * The one function that turns a camera frame or photo into the model's R x R input: float32
+ * [R, R, 3], 0..255, a new tensor the caller disposes. `image` is an int32/float32 Tensor3D
+ * [H, W, 3|4] (never disposed here) or {data, width, height}.
+ *
+ * NOTE: a stand-in with the final signature, so that <BioClipCamera> can call the core's
+ * exported preprocessing already; the antialiased bicubic squash that reproduces the training
+ * preprocessing (issue 14, item 4) replaces the body. It delegates to `squash` ('area').
+ */
+export function squashResize(image: ImageInput, resolution: number): tf.Tensor3D {
+  checkImage(image, 'squashResize');
+  if (!Number.isInteger(resolution) || resolution < 1) {
+    throw new BioClipInputError(`squashResize: resolution must be a positive integer, got ${resolution}`);
+  }
+  return tf.tidy(() => {
+    const out = squash(toRgbFloat(image), resolution, 'area');
+    return out === image ? tf.clone(out) : out;
+  });
+}

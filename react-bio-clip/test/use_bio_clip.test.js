@@ -107,4 +107,76 @@ test('useBioClip', async (t) => {
     await act(async () => renderer.unmount());
     assert.strictEqual(tf.memory().numTensors, baseline);
   });
+
+  // An app's bundled label bank is an asset whose bytes arrive asynchronously, so the options
+  // themselves can be a promise or an (async) factory.
+  await t.test('an async options factory: called once, its options loaded; the same answers as plain options', async () => {
+    const states = [];
+    let calls = 0;
+    const factory = async () => {
+      calls += 1;
+      await sleep(50);  // e.g. reading label_bank.bin from the app bundle
+      return exported;
+    };
+    let renderer;
+    await act(async () => {
+      renderer = TestRenderer.create(React.createElement(Probe, {options: factory, states}));
+    });
+    await waitFor(() => states[states.length - 1].status === 'ready', 'ready');
+    assert.strictEqual(calls, 1);
+    const {model} = states[states.length - 1];
+    const square = h.decodeJpeg('square_a');
+    const direct = await require('react-bio-clip').load(exported);
+    assert.deepStrictEqual(Array.from(model.embed(square)), Array.from(direct.embed(square)));
+    direct.dispose();
+    // A re-render with the same factory does not reload.
+    await act(async () => renderer.update(React.createElement(Probe, {options: factory, states})));
+    await sleep(100);
+    assert.strictEqual(calls, 1);
+    assert.strictEqual(states[states.length - 1].model, model);
+    await act(async () => renderer.unmount());
+    assert.strictEqual(tf.memory().numTensors, baseline);
+  });
+
+  await t.test('a promise of options loads; a rejecting factory gives status "error" with its error', async () => {
+    const states = [];
+    const promise = Promise.resolve(exported);
+    let renderer;
+    await act(async () => {
+      renderer = TestRenderer.create(React.createElement(Probe, {options: promise, states}));
+    });
+    await waitFor(() => states[states.length - 1].status === 'ready', 'ready');
+    const failure = new Error('asset not found');
+    const failing = async () => {
+      throw failure;
+    };
+    await act(async () => renderer.update(React.createElement(Probe, {options: failing, states})));
+    await waitFor(() => states[states.length - 1].status === 'error', 'error');
+    assert.strictEqual(states[states.length - 1].error, failure);
+    await act(async () => renderer.unmount());
+    assert.strictEqual(tf.memory().numTensors, baseline, 'the promise\'s model is disposed when the source changes');
+  });
+
+  await t.test('unmounting while the factory is pending: nothing is loaded, nothing leaks', async () => {
+    const states = [];
+    const model = countingModel(exported.model);
+    let release;
+    const gate = new Promise((resolve) => {
+      release = resolve;
+    });
+    const factory = async () => {
+      await gate;
+      return {...exported, model};
+    };
+    let renderer;
+    await act(async () => {
+      renderer = TestRenderer.create(React.createElement(Probe, {options: factory, states}));
+    });
+    await act(async () => renderer.unmount());
+    release();
+    await sleep(200);
+    assert.strictEqual(model.loads, 0, 'a load after unmount would only be disposed again');
+    assert.strictEqual(tf.memory().numTensors, baseline);
+    assert.ok(states.every((s) => s.status === 'loading'));
+  });
 });

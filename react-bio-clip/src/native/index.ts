@@ -1,6 +1,6 @@
 export {BioClipCamera} from './bio_clip_camera';
-export type {BioClipCameraProps} from './bio_clip_camera';
-export {bundledModel, loadBundled} from './bundled_model';
+export type {BioClipCameraProps, CameraRotation} from './bio_clip_camera';
+export {bundledAssetBytes, bundledLoadOptions, bundledModel, loadBundled} from './bundled_model';
 export type {BundledExport} from './bundled_model';
 export {useBioClip} from '../react/use_bio_clip';
-export type {BioClipStatus, UseBioClipResult} from '../react/use_bio_clip';
+export type {BioClipSource, BioClipStatus, UseBioClipResult} from '../react/use_bio_clip';

@@ -1,2 +1,2 @@
 export {useBioClip} from './use_bio_clip';
-export type {BioClipStatus, UseBioClipResult} from './use_bio_clip';
+export type {BioClipSource, BioClipStatus, UseBioClipResult} from './use_bio_clip';
