@@ -28,7 +28,7 @@ from bioclip_lite_tf.export import tflite as export_tflite
 from bioclip_lite_tf.export import tfjs as export_tfjs
 
 # The npm package runs the export itself (its own loader, dequantizer and classify()).
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JS_DIR = os.path.join(REPO, "react-bio-clip")
 RUNNER = os.path.join(JS_DIR, "scripts", "run_tfjs.js")
 

@@ -50,7 +50,7 @@ def test_find_uint8_grid_refuses_off_grid_values():
 def tiny_qat():
   tf.random.set_seed(0)
   qat = export_testing.quantize_per_tensor(export_testing.tiny_float_model(32, 24))
-  photos = export_testing.synthetic_photos(48, 32)
+  photos = export.synthetic_photos(48, 32)
   targets = export_testing.unit_rows(np.random.RandomState(1).randn(48, 24))
   export_testing.train_briefly(qat, photos, targets, steps=8)
   return qat, photos
