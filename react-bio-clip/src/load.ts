@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import {BioClipModel} from './bio_clip_model';
 import {BioClipError, BioClipFormatError, BioClipLoadError, BioClipMismatchError} from './errors';
 import {EXPORT_PATHS, manifestSha256, readGraphModel, readLabelBank, readManifest, resolveRelative} from './io';
+import {checkOptions, LOAD_OPTIONS} from './options';
 import {BioClip, LoadOptions} from './types';
 
 /**
@@ -19,6 +20,7 @@ import {BioClip, LoadOptions} from './types';
  */
 export async function load(options: LoadOptions): Promise<BioClip> {
   if (!options || typeof options !== 'object') throw new BioClipFormatError('load: pass {model, labels, manifest?}');
+  checkOptions(options, LOAD_OPTIONS, 'load');
   const {model, labels} = options;
   let manifestSource = options.manifest;
   if (manifestSource === undefined) {

@@ -9,6 +9,7 @@
 import {useEffect, useMemo, useState} from 'react';
 
 import {load} from '../load';
+import {LOAD_OPTIONS, optionsError} from '../options';
 import {BioClip, LoadOptions} from '../types';
 
 export type BioClipStatus = 'loading' | 'ready' | 'error';
@@ -23,13 +24,20 @@ export interface UseBioClipResult {
 
 export function useBioClip(options: LoadOptions): UseBioClipResult {
   const {model, labels, manifest, resize, skipWarmup} = options;
+  // Only the known options are passed on, so a misspelt one is reported here (as status 'error').
+  const optionNames = Object.keys(options ?? {}).join(',');
   const stableOptions = useMemo<LoadOptions>(
       () => ({model, labels, manifest, resize, skipWarmup}), [model, labels, manifest, resize, skipWarmup]);
+  const nameError = useMemo(() => optionsError(options, LOAD_OPTIONS, 'useBioClip'), [optionNames]);  // eslint-disable-line react-hooks/exhaustive-deps
   const [state, setState] = useState<UseBioClipResult>({model: null, status: 'loading', error: null});
 
   useEffect(() => {
     let cancelled = false;
     let loaded: BioClip | null = null;
+    if (nameError) {
+      setState({model: null, status: 'error', error: nameError});
+      return undefined;
+    }
     setState({model: null, status: 'loading', error: null});
     load(stableOptions).then(
         (bioClip) => {
@@ -47,7 +55,7 @@ export function useBioClip(options: LoadOptions): UseBioClipResult {
       cancelled = true;
       if (loaded) loaded.dispose();
     };
-  }, [stableOptions]);
+  }, [stableOptions, nameError]);
 
   return state;
 }
