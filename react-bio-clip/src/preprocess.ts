@@ -74,14 +74,40 @@ function describe(value: unknown): string {
 function toFloatPixels(image: ImageInput): tf.Tensor3D {
   if (isTensor(image)) return image.dtype === 'float32' ? image : tf.cast(image, 'float32');
   const {data, width, height} = image;
-  if (data.length === width * height * 3) return tf.tensor3d(new Float32Array(data), [height, width, 3], 'float32');
-  const rgb = new Float32Array(width * height * 3);
+  const rgb = floatBuffer(width * height * 3);
+  if (data.length === rgb.length) {
+    rgb.set(data);
+    return tf.tensor3d(rgb, [height, width, 3], 'float32');
+  }
   for (let i = 0, j = 0; j < rgb.length; i += 4, j += 3) {
     rgb[j] = data[i];
     rgb[j + 1] = data[i + 1];
     rgb[j + 2] = data[i + 2];
   }
   return tf.tensor3d(rgb, [height, width, 3], 'float32');
+}
+
+/**
+ * A Float32Array of n values for pixels about to become a tensor. The wasm backend copies a new
+ * tensor's values into its own heap at once, so there one buffer serves call after call: at
+ * 12 MP, the first touch of a fresh 144 MB buffer costs more than filling it. It is dropped
+ * after a few idle seconds. Other backends (cpu, WebGL) may keep the array itself as the
+ * tensor's storage, so they get a fresh one each time.
+ */
+let scratch: Float32Array | null = null;
+let scratchTimer: ReturnType<typeof setTimeout> | null = null;
+const SCRATCH_IDLE_MS = 3000;
+function floatBuffer(n: number): Float32Array {
+  if (tf.getBackend() !== 'wasm') return new Float32Array(n);
+  if (!scratch || scratch.length < n) scratch = new Float32Array(n);
+  if (scratchTimer !== null) clearTimeout(scratchTimer);
+  scratchTimer = setTimeout(() => {
+    scratch = null;
+    scratchTimer = null;
+  }, SCRATCH_IDLE_MS);
+  // Node: the timer must not keep a script alive.
+  (scratchTimer as {unref?: () => void}).unref?.();
+  return scratch.subarray(0, n);
 }
 
 function dropAlpha(image: tf.Tensor3D): tf.Tensor3D {
