@@ -3,21 +3,25 @@
  *
  * Per photo, all in tf ops inside one tf.tidy (so on the GPU when there is one):
  *   image -> float32 [1, R, R, 3] (squash) -> graph model -> embedding [1, D] (L2-normalized)
- *   logits [N] = logit_scale * embedding . species_text_embedding   (N species of the label bank)
+ *   cosines [N] = embedding . species_text_embedding   (N species of the label bank)
  *   (restrictTo: disallowed species get -1e30, so the softmax renormalizes over the allowed ones)
- *   p = softmax(logits); rank sums = segment sums of p over each species' ancestor at that rank
+ *   logits = logit_scale * cosines; p = softmax(logits); the best cosine (the species floor);
+ *   rank sums = segment sums of p over each species' ancestor at that rank;
  *   top-K per rank with tf.topk; the few-shot prototypes are scored on the side.
- * Then two downloads (all values, all indices) and plain JS to build the answer.
+ * Then two downloads (all values, all indices) and plain JS to build the answer: the float32
+ * input checks, the similarity floors and the user taxa's softmax happen there.
  */
 import * as tf from '@tensorflow/tfjs';
 
 import {BioClipDisposedError, BioClipInputError, BioClipMismatchError} from './errors';
 import {PrototypeStore} from './few_shot';
 import {LabelBank} from './label_bank';
-import {checkImage, ResizeMethod, toModelInput} from './preprocess';
+import {ADD_TAXON_OPTIONS, CLASSIFY_OPTIONS, checkOptions, IMAGE_OPTIONS, IMPORT_PROTOTYPES_OPTIONS, SCORING_OPTIONS} from './options';
+import {checkImage, checkInputValues, inputValueStats, ResizeMethod, toModelInput} from './preprocess';
 import {
-  AddTaxonOptions, BioClip, Classification, ClassifyOptions, ExportManifest, ImageInput,
-  PrototypesJson, Rank, RANKS, TaxonScore, UserTaxonScore,
+  AddTaxonOptions, BioClip, Classification, ClassifyEmbeddingOptions, ClassifyOptions, DEFAULT_SPECIES_SIMILARITY_FLOOR,
+  DEFAULT_USER_SIMILARITY_FLOOR, ExportManifest, ImageInput, ImageOptions, PrototypesJson, Rank, RANKS, TaxonScore,
+  UserTaxonScore,
 } from './types';
 
 const DEFAULT_TOP_K = 5;
@@ -35,6 +39,12 @@ interface Restriction {
   /** Per rank, 1 for a taxon that holds at least one allowed species. */
   allowedTaxa: Record<Rank, Uint8Array>;
   count: number;
+}
+
+/** A photo's embedding float32 [1, D] and, for a float32 tensor photo, its inputValueStats. */
+interface EmbeddedPhoto {
+  embedding: tf.Tensor2D;
+  stats: tf.Tensor1D | null;
 }
 
 /** Segment-sum inputs for backends without UnsortedSegmentSum (wasm): ids sorted, with the order. */
@@ -57,7 +67,10 @@ export class BioClipModel implements BioClip {
   private readonly sortedSegments = new Map<Rank, SortedSegments>();
   private readonly restrictions = new Map<string, Restriction>();
   private readonly prototypes: PrototypeStore;
-  private prototypeTensors: {protoT: tf.Tensor2D; centre: tf.Tensor2D; names: string[]; commonNames: string[]} | null = null;
+  private prototypeTensors: {
+    /** float32 [D, P]: centred prototypes; [D, P]: normalized uncentred means; [1, D]: the centre. */
+    protoT: tf.Tensor2D; meanT: tf.Tensor2D; centre: tf.Tensor2D; names: string[]; commonNames: string[];
+  } | null = null;
 
   constructor(
       private readonly model: tf.GraphModel, private readonly bank: LabelBank,
@@ -100,12 +113,32 @@ export class BioClipModel implements BioClip {
     return out as tf.Tensor2D;
   }
 
-  embed(image: ImageInput): Float32Array {
+  /** image -> its embedding [1, D] and value checks. Inside tf.tidy. */
+  private embedPhoto(image: ImageInput): EmbeddedPhoto {
+    const input = toModelInput(image, this.resolution, this.resizeMethod);
+    return {embedding: this.embedTensor(input), stats: inputValueStats(image, input)};
+  }
+
+  /** embedPhoto's result as one float32 tensor to read back: [D] embedding, then the stats if any. */
+  private embedPhotoFlat(image: ImageInput): tf.Tensor1D {
+    const {embedding, stats} = this.embedPhoto(image);
+    const flat = tf.reshape(embedding, [-1]) as tf.Tensor1D;
+    return stats ? tf.concat([flat, stats]) : flat;
+  }
+
+  /** Splits embedPhotoFlat's values, refusing the photo if its values fail the checks. */
+  private checkedEmbedding(values: Float32Array, where: string, options: ImageOptions): Float32Array {
+    if (values.length > this.embedDim) checkInputValues(values.subarray(this.embedDim), where, options.allowUnitRange ?? false);
+    return values.length > this.embedDim ? values.slice(0, this.embedDim) : values;
+  }
+
+  embed(image: ImageInput, options: ImageOptions = {}): Float32Array {
     this.checkAlive();
+    checkOptions(options, IMAGE_OPTIONS, 'embed');
     checkImage(image, 'embed');
-    const out = tf.tidy(() => this.embedTensor(toModelInput(image, this.resolution, this.resizeMethod)));
+    const out = tf.tidy(() => this.embedPhotoFlat(image));
     try {
-      return out.dataSync() as Float32Array;
+      return this.checkedEmbedding(out.dataSync() as Float32Array, 'embed', options);
     } finally {
       out.dispose();
     }
@@ -113,23 +146,37 @@ export class BioClipModel implements BioClip {
 
   async classify(image: ImageInput, options: ClassifyOptions = {}): Promise<Classification> {
     this.checkAlive();
+    checkOptions(options, CLASSIFY_OPTIONS, 'classify');
     checkImage(image, 'classify');
-    const plan = this.plan(options);
-    return this.run(() => this.embedTensor(toModelInput(image, this.resolution, this.resizeMethod)), plan);
+    const plan = this.plan(options, 'classify');
+    return this.run(() => this.embedPhoto(image), plan);
   }
 
-  async classifyEmbedding(embedding: Float32Array, options: ClassifyOptions = {}): Promise<Classification> {
+  async classifyEmbedding(embedding: Float32Array, options: ClassifyEmbeddingOptions = {}): Promise<Classification> {
     this.checkAlive();
+    checkOptions(options, SCORING_OPTIONS, 'classifyEmbedding');
     if (!(embedding instanceof Float32Array) || embedding.length !== this.embedDim) {
       throw new BioClipInputError(
           `classifyEmbedding: expected a Float32Array of length ${this.embedDim}, got ` +
           `${embedding?.constructor?.name ?? typeof embedding} of length ${(embedding as {length?: number})?.length}`);
     }
-    const plan = this.plan(options);
-    return this.run(() => tf.tensor2d(embedding, [1, this.embedDim]), plan);
+    const bad = embedding.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) throw new BioClipInputError(`classifyEmbedding: the embedding holds ${embedding[bad]} at index ${bad}`);
+    const plan = this.plan(options, 'classifyEmbedding');
+    return this.run(() => ({embedding: tf.tensor2d(embedding, [1, this.embedDim]), stats: null}), plan);
   }
 
-  private plan(options: ClassifyOptions) {
+  private plan(options: ClassifyOptions, where: string) {
+    const floor = (name: 'speciesSimilarityFloor' | 'userSimilarityFloor', fallback: number): number => {
+      const value = options[name] ?? fallback;
+      if (typeof value !== 'number' || !(value >= -1 && value <= 1)) {
+        throw new BioClipInputError(`${where}: ${name} must be a cosine in [-1, 1] (-1 turns it off), got ${value}`);
+      }
+      return value;
+    };
+    const speciesFloor = floor('speciesSimilarityFloor', DEFAULT_SPECIES_SIMILARITY_FLOOR);
+    const userFloor = floor('userSimilarityFloor', DEFAULT_USER_SIMILARITY_FLOOR);
+    const allowUnitRange = options.allowUnitRange ?? false;
     const topK = options.topK ?? DEFAULT_TOP_K;
     if (!Number.isInteger(topK) || topK < 1) throw new BioClipInputError(`classify: topK must be a positive integer, got ${topK}`);
     const threshold = options.threshold ?? DEFAULT_THRESHOLD;
@@ -146,7 +193,7 @@ export class BioClipModel implements BioClip {
     }
     // Every rank gets a top-K (`best` needs each rank's top taxon); only the requested are returned.
     const k = Object.fromEntries(RANKS.map((rank) => [rank, Math.min(topK, this.bank.numTaxa(rank))])) as Record<Rank, number>;
-    return {topK, threshold, ranks, restriction, k};
+    return {topK, threshold, ranks, restriction, k, speciesFloor, userFloor, allowUnitRange, where};
   }
 
   private restriction(names: string[]): Restriction {
@@ -200,19 +247,19 @@ export class BioClipModel implements BioClip {
     return sums.shape[0] === numTaxa ? sums : tf.pad(sums, [[0, numTaxa - sums.shape[0]]]);
   }
 
-  private async run(makeEmbedding: () => tf.Tensor2D, plan: ReturnType<BioClipModel['plan']>): Promise<Classification> {
+  private async run(makeEmbedding: () => EmbeddedPhoto, plan: ReturnType<BioClipModel['plan']>): Promise<Classification> {
     const {k, restriction} = plan;
     const user = this.prototypeTensors;
-    const [values, indices] = tf.tidy(() => {
-      const embedding = makeEmbedding();
-      let logits = tf.mul(tf.matMul(embedding, this.speciesTextT).squeeze([0]), this.bank.logitScale) as tf.Tensor1D;
+    const [values, indices, checked] = tf.tidy(() => {
+      const {embedding, stats} = makeEmbedding();
+      let cosines = tf.matMul(embedding, this.speciesTextT).squeeze([0]) as tf.Tensor1D;
       if (restriction) {
         if (!restriction.biasTensor || restriction.biasTensor.isDisposed) {
           restriction.biasTensor = tf.keep(tf.tensor1d(restriction.bias));
         }
-        logits = tf.add(logits, restriction.biasTensor);
+        cosines = tf.add(cosines, restriction.biasTensor);
       }
-      const probs = tf.softmax(logits);
+      const probs = tf.softmax(tf.mul(cosines, this.bank.logitScale) as tf.Tensor1D);
       const floats: tf.Tensor1D[] = [tf.reshape(embedding, [-1])];
       const ints: tf.Tensor1D[] = [];
       for (const rank of RANKS) {
@@ -221,13 +268,16 @@ export class BioClipModel implements BioClip {
         floats.push(top.values as tf.Tensor1D);
         ints.push(top.indices as tf.Tensor1D);
       }
+      floats.push(tf.reshape(tf.max(cosines), [1]) as tf.Tensor1D);
       if (user) {
         const centred = tf.sub(embedding, user.centre);
         const query = tf.div(centred, tf.maximum(tf.norm(centred), 1e-12));
-        const similarity = tf.matMul(query, user.protoT).squeeze([0]) as tf.Tensor1D;
-        floats.push(similarity, tf.softmax(tf.mul(similarity, this.bank.logitScale)) as tf.Tensor1D);
+        floats.push(tf.matMul(query, user.protoT).squeeze([0]) as tf.Tensor1D);
+        const unit = tf.div(embedding, tf.maximum(tf.norm(embedding), 1e-12));
+        floats.push(tf.matMul(unit, user.meanT).squeeze([0]) as tf.Tensor1D);
       }
-      return [tf.concat(floats), tf.concat(ints)];
+      if (stats) floats.push(stats);
+      return [tf.concat(floats), tf.concat(ints), stats !== null] as const;
     });
     let floatData: Float32Array;
     let intData: Int32Array;
@@ -237,6 +287,7 @@ export class BioClipModel implements BioClip {
       values.dispose();
       indices.dispose();
     }
+    if (checked) checkInputValues(floatData.subarray(floatData.length - 3), plan.where, plan.allowUnitRange);
     return this.answer(floatData, intData, plan, user);
   }
 
@@ -249,7 +300,7 @@ export class BioClipModel implements BioClip {
 
   private answer(floats: Float32Array, ints: Int32Array, plan: ReturnType<BioClipModel['plan']>,
                  user: BioClipModel['prototypeTensors']): Classification {
-    const {k, restriction, threshold, ranks} = plan;
+    const {k, restriction, threshold, ranks, speciesFloor, userFloor} = plan;
     const embedding = floats.slice(0, this.embedDim);
     let f = this.embedDim;
     let i = 0;
@@ -265,33 +316,45 @@ export class BioClipModel implements BioClip {
       f += k[rank];
       i += k[rank];
     }
+    const similarity = floats[f++];
+    const abstained = similarity < speciesFloor;
     let best: TaxonScore | null = null;
-    for (let depth = RANKS.length - 1; depth >= 0 && !best; --depth) {
+    for (let depth = RANKS.length - 1; depth >= 0 && !best && !abstained; --depth) {
       const top = tops[RANKS[depth]][0];
       if (top && top.probability >= threshold) best = top;
     }
     const userTaxa: UserTaxonScore[] = [];
     if (user) {
       const p = user.names.length;
+      // Softmax of logit_scale * similarity over the taxa that reach the floor only: with one
+      // taxon it is 1 when the photo is like it, and 0 ("none of these") when it is not.
+      let top = -Infinity;
+      for (let j = 0; j < p; ++j) if (floats[f + p + j] >= userFloor) top = Math.max(top, floats[f + j]);
+      const weights = Array.from({length: p}, (_, j) =>
+        (floats[f + p + j] >= userFloor ? Math.exp(this.bank.logitScale * (floats[f + j] - top)) : 0));
+      const total = weights.reduce((a, b) => a + b, 0);
       user.names.forEach((name, j) => userTaxa.push({
-        name, commonName: user.commonNames[j] || null, similarity: floats[f + j], probability: floats[f + p + j],
+        name, commonName: user.commonNames[j] || null, similarity: floats[f + j], cosine: floats[f + p + j],
+        probability: total > 0 ? weights[j] / total : 0,
       }));
       userTaxa.sort((a, b) => b.similarity - a.similarity);
     }
+    const userBest = userTaxa.find((u) => u.cosine >= userFloor) ?? null;
     const rankLists: Partial<Record<Rank, TaxonScore[]>> = {};
     for (const rank of ranks) rankLists[rank] = tops[rank];
-    return {species: tops.species, ranks: rankLists, best, userTaxa, embedding};
+    return {species: tops.species, ranks: rankLists, best, similarity, abstained, userTaxa, userBest, embedding};
   }
 
   async addTaxon(name: string, images: ImageInput[], options: AddTaxonOptions = {}): Promise<void> {
     this.checkAlive();
+    checkOptions(options, ADD_TAXON_OPTIONS, `addTaxon("${name}")`);
     if (!Array.isArray(images) || images.length === 0) throw new BioClipInputError(`addTaxon("${name}"): give an array of at least one photo`);
     images.forEach((image, n) => checkImage(image, `addTaxon("${name}") photo ${n}`));
     const embeddings: Float32Array[] = [];
-    for (const image of images) {
-      const out = tf.tidy(() => this.embedTensor(toModelInput(image, this.resolution, this.resizeMethod)));
+    for (const [n, image] of images.entries()) {
+      const out = tf.tidy(() => this.embedPhotoFlat(image));
       try {
-        embeddings.push(await out.data() as Float32Array);
+        embeddings.push(this.checkedEmbedding(await out.data() as Float32Array, `addTaxon("${name}") photo ${n}`, options));
       } finally {
         out.dispose();
       }
@@ -317,6 +380,7 @@ export class BioClipModel implements BioClip {
 
   importPrototypes(json: PrototypesJson | string, options: {replace?: boolean} = {}): void {
     this.checkAlive();
+    checkOptions(options, IMPORT_PROTOTYPES_OPTIONS, 'importPrototypes');
     this.prototypes.fromJson(json, options.replace ?? false);
     this.rebuildPrototypes();
   }
@@ -326,17 +390,15 @@ export class BioClipModel implements BioClip {
     const old = this.prototypeTensors;
     this.prototypeTensors = null;
     if (this.prototypes.size > 0) {
-      const {names, commonNames, prototypes, centre} = this.prototypes.compute();
+      const {names, commonNames, prototypes, centre, means} = this.prototypes.compute();
       this.prototypeTensors = {
         protoT: tf.tidy(() => tf.transpose(tf.tensor2d(prototypes, [names.length, this.embedDim]))),
+        meanT: tf.tidy(() => tf.transpose(tf.tensor2d(means, [names.length, this.embedDim]))),
         centre: tf.tensor2d(centre, [1, this.embedDim]),
         names, commonNames,
       };
     }
-    if (old) {
-      old.protoT.dispose();
-      old.centre.dispose();
-    }
+    if (old) disposePrototypeTensors(old);
   }
 
   dispose(): void {
@@ -352,9 +414,14 @@ export class BioClipModel implements BioClip {
       s.sortedIds.dispose();
     });
     if (this.prototypeTensors) {
-      this.prototypeTensors.protoT.dispose();
-      this.prototypeTensors.centre.dispose();
+      disposePrototypeTensors(this.prototypeTensors);
       this.prototypeTensors = null;
     }
   }
+}
+
+function disposePrototypeTensors(t: {protoT: tf.Tensor; meanT: tf.Tensor; centre: tf.Tensor}): void {
+  t.protoT.dispose();
+  t.meanT.dispose();
+  t.centre.dispose();
 }

@@ -30,6 +30,8 @@ export interface Prototypes {
   prototypes: Float32Array;
   /** float32 [D]; zeros when there is a single taxon (no centring). */
   centre: Float32Array;
+  /** The taxa's normalized means, not centred, float32 [P * D] row-major: what the similarity floor is compared to. */
+  means: Float32Array;
 }
 
 function normalized(v: ArrayLike<number>): Float32Array {
@@ -83,11 +85,13 @@ export class PrototypeStore {
       for (let i = 0; i < d; ++i) centre[i] /= total;
     }
     const prototypes = new Float32Array(names.length * d);
+    const means = new Float32Array(names.length * d);
     names.forEach((name, row) => {
       const mean = this.taxa.get(name)!.mean;
       prototypes.set(normalized(Array.from(mean, (x, i) => x - centre[i])), row * d);
+      means.set(normalized(mean), row * d);
     });
-    return {names, commonNames: names.map((n) => this.taxa.get(n)!.commonName), prototypes, centre};
+    return {names, commonNames: names.map((n) => this.taxa.get(n)!.commonName), prototypes, centre, means};
   }
 
   toJson(): PrototypesJson {
@@ -124,7 +128,7 @@ export class PrototypeStore {
     }
     for (const t of json.taxa) {
       if (typeof t.name !== 'string' || !Array.isArray(t.mean_embedding) || t.mean_embedding.length !== this.embedDim ||
-          !(Number.isInteger(t.count) && t.count > 0)) {
+          !t.mean_embedding.every(Number.isFinite) || !(Number.isInteger(t.count) && t.count > 0)) {
         throw new BioClipFormatError(`importPrototypes: taxon ${JSON.stringify(t.name)} is malformed`);
       }
     }

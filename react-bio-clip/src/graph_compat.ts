@@ -21,7 +21,8 @@ interface GraphNode {
 const FUSED_CONV_OPS = new Set(['_FusedConv2D', 'FusedDepthwiseConv2dNative']);
 const BYTES: {[dtype: string]: number} = {float32: 4, int32: 4, bool: 1, uint8: 1, float16: 2, int8: 1};
 
-function specBytes(spec: tf.io.WeightsManifestEntry): number {
+/** Bytes a weight takes in the shards (quantized weights count their stored dtype). */
+export function specBytes(spec: tf.io.WeightsManifestEntry): number {
   const size = spec.shape.reduce((a, b) => a * b, 1);
   const dtype = spec.quantization ? spec.quantization.dtype : spec.dtype;
   const bytes = BYTES[dtype];

@@ -4,9 +4,10 @@ export {
   BioClipDisposedError,
 } from './errors';
 export type {BioClipErrorCode} from './errors';
-export {RANKS} from './types';
+export {DEFAULT_SPECIES_SIMILARITY_FLOOR, DEFAULT_USER_SIMILARITY_FLOOR, RANKS} from './types';
 export type {
-  AddTaxonOptions, BioClip, Bytes, Classification, ClassifyOptions, ExportManifest, ImageInput,
+  AddTaxonOptions, BioClip, Bytes, Classification, ClassifyEmbeddingOptions, ClassifyOptions, ExportManifest, ImageInput,
+  ImageOptions,
   LabelBankJson, LabelsSource, LoadOptions, PixelData, PrototypesJson, Rank, RankTable, TaxonScore,
   UserTaxonScore,
 } from './types';

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 
 import {BioClipFormatError, BioClipInputError, BioClipLoadError, BioClipMismatchError} from './errors';
-import {expandScalarFusedBias} from './graph_compat';
+import {expandScalarFusedBias, specBytes} from './graph_compat';
 import {LabelBank} from './label_bank';
 import {Bytes, ExportManifest, LabelBankJson, LabelsSource} from './types';
 
@@ -258,9 +258,52 @@ export async function readGraphModel(
   } else {
     throw new BioClipFormatError('model must be the URL of model.json or a tf.io.IOHandler');
   }
+  checkWeightBytes(artifacts);
+  let fixed: tf.io.ModelArtifacts;
   try {
-    return await tf.loadGraphModel(tf.io.fromMemory(expandScalarFusedBias(artifacts)));
+    fixed = expandScalarFusedBias(artifacts);
+  } catch (error) {
+    throw new BioClipFormatError(`the TF.js model's weights are malformed: ${(error as Error).message}`);
+  }
+  return buildGraphModel(fixed);
+}
+
+/**
+ * Refuses weights that are shorter or longer than model.json's weightsManifest describes (a
+ * truncated shard, a shard of another model), before any tensor is made from them.
+ */
+function checkWeightBytes(artifacts: tf.io.ModelArtifacts): void {
+  const specs = artifacts.weightSpecs ?? [];
+  let expected = 0;
+  try {
+    for (const spec of specs) expected += specBytes(spec);
+  } catch (error) {
+    throw new BioClipFormatError(`the TF.js model's weightsManifest is malformed: ${(error as Error).message}`);
+  }
+  const data = artifacts.weightData as ArrayBuffer | ArrayBuffer[] | undefined;
+  const actual = data === undefined ? 0 : (Array.isArray(data) ? data : [data]).reduce((sum, b) => sum + b.byteLength, 0);
+  if (actual !== expected) {
+    throw new BioClipFormatError(
+        `the TF.js model's weight shards hold ${actual} bytes but its model.json describes ${expected} ` +
+        `(${specs.length} weights): a truncated or foreign shard`);
+  }
+}
+
+/**
+ * tf.loadGraphModelSync inside tf.tidy: the load is synchronous, so the tidy sees every tensor it
+ * makes. When it throws half way (weights it cannot decode, an op TF.js lacks, a malformed
+ * topology), the weights decoded so far are freed instead of leaking; on success they are kept.
+ */
+function buildGraphModel(artifacts: tf.io.ModelArtifacts): tf.GraphModel {
+  let model: tf.GraphModel | null = null;
+  try {
+    tf.tidy(() => {
+      const loaded = tf.loadGraphModelSync(artifacts);
+      for (const tensors of Object.values(loaded.weights)) tensors.forEach((t) => tf.keep(t));
+      model = loaded as unknown as tf.GraphModel;  // the same class; only its IOHandler type differs
+    });
   } catch (error) {
     throw new BioClipLoadError(`could not load the TF.js graph model: ${(error as Error).message}`, error);
   }
+  return model!;
 }

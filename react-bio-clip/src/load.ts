@@ -5,8 +5,9 @@
 import * as tf from '@tensorflow/tfjs';
 
 import {BioClipModel} from './bio_clip_model';
-import {BioClipFormatError, BioClipMismatchError} from './errors';
+import {BioClipError, BioClipFormatError, BioClipLoadError, BioClipMismatchError} from './errors';
 import {EXPORT_PATHS, manifestSha256, readGraphModel, readLabelBank, readManifest, resolveRelative} from './io';
+import {checkOptions, LOAD_OPTIONS} from './options';
 import {BioClip, LoadOptions} from './types';
 
 /**
@@ -19,6 +20,7 @@ import {BioClip, LoadOptions} from './types';
  */
 export async function load(options: LoadOptions): Promise<BioClip> {
   if (!options || typeof options !== 'object') throw new BioClipFormatError('load: pass {model, labels, manifest?}');
+  checkOptions(options, LOAD_OPTIONS, 'load');
   const {model, labels} = options;
   let manifestSource = options.manifest;
   if (manifestSource === undefined) {
@@ -48,7 +50,13 @@ export async function load(options: LoadOptions): Promise<BioClip> {
     }
     bioClip = new BioClipModel(graph, bank, manifest, resize, manifestSha256(manifest, EXPORT_PATHS.modelJson));
     if (!options.skipWarmup) {
-      bioClip.warmUp();
+      try {
+        bioClip.warmUp();
+      } catch (error) {
+        if (error instanceof BioClipError) throw error;
+        // An op TF.js lacks or a weight that does not fit the graph shows up only when it runs.
+        throw new BioClipLoadError(`the model failed its warm-up inference: ${(error as Error).message}`, error);
+      }
       // Also builds any per-backend scoring tensors now, not during the first camera frame.
       await bioClip.classifyEmbedding(new Float32Array(manifest.embed_dim));
     }

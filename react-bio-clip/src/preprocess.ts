@@ -64,21 +64,62 @@ function describe(value: unknown): string {
   return (value as object).constructor?.name ?? 'object';
 }
 
-/** ImageInput -> float32 [H, W, 3], values 0..255. Call inside tf.tidy. */
-export function toRgbFloat(image: ImageInput): tf.Tensor3D {
-  let rgb: tf.Tensor3D;
-  if (isTensor(image)) {
-    rgb = image;
-  } else {
-    const channels = image.data.length / (image.width * image.height);
-    // int32 keeps the upload exact; the cast to float32 happens on the backend.
-    rgb = tf.tensor3d(Int32Array.from(image.data), [image.height, image.width, channels], 'int32');
+/**
+ * ImageInput -> float32 [H, W, C], values 0..255: C = 3, or 4 for an RGBA tensor, whose alpha
+ * is dropped after the squash (resize and box filter work per channel, so that gives the same
+ * pixels, while slicing a full-size [H, W, 4] tensor is the slowest op of the whole path: seconds
+ * at 12 MP on the cpu and wasm backends). Pixel bytes are widened (and RGBA stripped) in one
+ * pass of plain JS, straight to float32. Call inside tf.tidy.
+ */
+function toFloatPixels(image: ImageInput): tf.Tensor3D {
+  if (isTensor(image)) return image.dtype === 'float32' ? image : tf.cast(image, 'float32');
+  const {data, width, height} = image;
+  const rgb = floatBuffer(width * height * 3);
+  if (data.length === rgb.length) {
+    rgb.set(data);
+    return tf.tensor3d(rgb, [height, width, 3], 'float32');
   }
-  if (rgb.shape[2] === 4) rgb = tf.slice(rgb, [0, 0, 0], [-1, -1, 3]);
-  return tf.cast(rgb, 'float32');
+  for (let i = 0, j = 0; j < rgb.length; i += 4, j += 3) {
+    rgb[j] = data[i];
+    rgb[j + 1] = data[i + 1];
+    rgb[j + 2] = data[i + 2];
+  }
+  return tf.tensor3d(rgb, [height, width, 3], 'float32');
 }
 
-/** float32 [H, W, 3] -> float32 [R, R, 3], the whole photo squashed (no crop). In tf.tidy. */
+/**
+ * A Float32Array of n values for pixels about to become a tensor. The wasm backend copies a new
+ * tensor's values into its own heap at once, so there one buffer serves call after call: at
+ * 12 MP, the first touch of a fresh 144 MB buffer costs more than filling it. It is dropped
+ * after a few idle seconds. Other backends (cpu, WebGL) may keep the array itself as the
+ * tensor's storage, so they get a fresh one each time.
+ */
+let scratch: Float32Array | null = null;
+let scratchTimer: ReturnType<typeof setTimeout> | null = null;
+const SCRATCH_IDLE_MS = 3000;
+function floatBuffer(n: number): Float32Array {
+  if (tf.getBackend() !== 'wasm') return new Float32Array(n);
+  if (!scratch || scratch.length < n) scratch = new Float32Array(n);
+  if (scratchTimer !== null) clearTimeout(scratchTimer);
+  scratchTimer = setTimeout(() => {
+    scratch = null;
+    scratchTimer = null;
+  }, SCRATCH_IDLE_MS);
+  // Node: the timer must not keep a script alive.
+  (scratchTimer as {unref?: () => void}).unref?.();
+  return scratch.subarray(0, n);
+}
+
+function dropAlpha(image: tf.Tensor3D): tf.Tensor3D {
+  return image.shape[2] === 4 ? tf.slice(image, [0, 0, 0], [-1, -1, 3]) : image;
+}
+
+/** ImageInput -> float32 [H, W, 3], values 0..255, at full size. Call inside tf.tidy. */
+export function toRgbFloat(image: ImageInput): tf.Tensor3D {
+  return dropAlpha(toFloatPixels(image));
+}
+
+/** float32 [H, W, C] -> float32 [R, R, C], the whole photo squashed (no crop), channels apart. In tf.tidy. */
 export function squash(rgb: tf.Tensor3D, resolution: number, method: ResizeMethod): tf.Tensor3D {
   const [height, width] = rgb.shape;
   if (height === resolution && width === resolution) return rgb;
@@ -97,7 +138,35 @@ export function squash(rgb: tf.Tensor3D, resolution: number, method: ResizeMetho
 
 /** ImageInput -> float32 [1, R, R, 3], 0..255, the model's input. Call inside tf.tidy. */
 export function toModelInput(image: ImageInput, resolution: number, method: ResizeMethod): tf.Tensor4D {
-  return tf.expandDims(squash(toRgbFloat(image), resolution, method), 0);
+  return tf.expandDims(dropAlpha(squash(toFloatPixels(image), resolution, method)), 0);
+}
+
+/**
+ * For a float32 tensor image, what checkInputValues needs, as float32 [3]: the number of NaN or
+ * infinite values, the minimum and the maximum of the model input made from it (its squash:
+ * the values the model would see, and few of them, so this costs little at any photo size).
+ * Null for other inputs: int32 tensors and pixel bytes cannot hold NaN or fractions. In tf.tidy.
+ */
+export function inputValueStats(image: ImageInput, modelInput: tf.Tensor4D): tf.Tensor1D | null {
+  if (!isTensor(image) || image.dtype !== 'float32') return null;
+  const nonFinite = tf.sum(tf.cast(tf.logicalNot(tf.isFinite(modelInput)), 'float32'));
+  return tf.stack([nonFinite, tf.min(modelInput), tf.max(modelInput)]) as tf.Tensor1D;
+}
+
+/** Refuses a float32 image with NaN/Infinity, or scaled to 0..1, from inputValueStats' values. */
+export function checkInputValues(stats: ArrayLike<number>, where: string, allowUnitRange: boolean): void {
+  const [nonFinite, min, max] = [stats[0], stats[1], stats[2]];
+  if (nonFinite > 0) {
+    throw new BioClipInputError(
+        `${where}: the float32 image holds NaN or Infinity values (${nonFinite} of the model input's values are not finite)`);
+  }
+  // All zeros is a black frame either way; any other image within 0..1 is almost surely scaled.
+  if (!allowUnitRange && min >= 0 && max <= 1 && max > 0) {
+    throw new BioClipInputError(
+        `${where}: every value of the float32 image lies in 0..1 (largest ${max}), but pixels must be 0..255: ` +
+        'multiply by 255 (the normalization is inside the model). If this really is a very dark 0..255 image, ' +
+        'pass {allowUnitRange: true}');
+  }
 }
 
 /**

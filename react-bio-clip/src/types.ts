@@ -113,7 +113,26 @@ export interface LoadOptions {
   skipWarmup?: boolean;
 }
 
-export interface ClassifyOptions {
+/** Options of every call that takes an image (embed, classify, addTaxon). */
+export interface ImageOptions {
+  /**
+   * Accept a float32 tensor whose values all lie in 0..1 as 0..255 pixels (a very dark image).
+   * Without it that is refused (BioClipInputError): it is almost always a photo scaled to 0..1,
+   * which the model would see as black. Default false.
+   */
+  allowUnitRange?: boolean;
+}
+
+/**
+ * The similarity floors: how similar a photo must be to count as one of the candidates. Below
+ * the floor the answer is "none of these" instead of a probability that only compares the
+ * candidates with each other (with one user taxon, or a restrictTo of one species, that is
+ * always 1). Cosines; -1 turns a floor off.
+ */
+export const DEFAULT_SPECIES_SIMILARITY_FLOOR = 0.2;
+export const DEFAULT_USER_SIMILARITY_FLOOR = 0.6;
+
+export interface ClassifyOptions extends ImageOptions {
   /** How many species, and how many taxa per rank, to return. Default 5. */
   topK?: number;
   /** Which ranks get a top-K list in `ranks`. Default: all seven. */
@@ -126,7 +145,22 @@ export interface ClassifyOptions {
    * when unambiguous. Probabilities are renormalized over the allowed species.
    */
   restrictTo?: string | string[];
+  /**
+   * Photo-to-text cosine (`similarity`: logit / logit_scale) that the best-matching allowed
+   * species must reach; below it `abstained` is true and `best` is null. Default
+   * DEFAULT_SPECIES_SIMILARITY_FLOOR (0.2); -1 turns it off.
+   */
+  speciesSimilarityFloor?: number;
+  /**
+   * Photo-to-prototype cosine (uncentred, `UserTaxonScore.cosine`) that a user taxon must reach
+   * to be a candidate; taxa below it get probability 0, and when none reaches it `userBest` is
+   * null ("none of these"). Default DEFAULT_USER_SIMILARITY_FLOOR (0.6); -1 turns it off.
+   */
+  userSimilarityFloor?: number;
 }
+
+/** classifyEmbedding takes no image, so no image options. */
+export type ClassifyEmbeddingOptions = Omit<ClassifyOptions, keyof ImageOptions>;
 
 /** A taxon with its probability. */
 export interface TaxonScore {
@@ -147,9 +181,17 @@ export interface TaxonScore {
 export interface UserTaxonScore {
   name: string;
   commonName: string | null;
-  /** Cosine between the (centred, renormalized) photo embedding and the prototype. */
+  /**
+   * Cosine between the (centred, renormalized) photo embedding and the (centred) prototype:
+   * what tells the user's taxa apart (SimpleShot). Equals `cosine` with one taxon.
+   */
   similarity: number;
-  /** Softmax of logit_scale * similarity over the user's taxa (1 when there is only one). */
+  /** Plain cosine between the photo's embedding and the taxon's normalized mean: what the floor is compared to. */
+  cosine: number;
+  /**
+   * Softmax of logit_scale * similarity over the user's taxa whose cosine reaches
+   * userSimilarityFloor; 0 for the others (so 0 for all when none reaches it).
+   */
   probability: number;
 }
 
@@ -163,8 +205,20 @@ export interface Classification {
    * species is uncertain. Null when not even the top kingdom clears it.
    */
   best: TaxonScore | null;
+  /**
+   * Cosine between the photo and its best-matching (allowed) species' text embedding, i.e. that
+   * species' logit / logit_scale.
+   */
+  similarity: number;
+  /**
+   * True when `similarity` is below speciesSimilarityFloor: the photo matches none of the
+   * (allowed) species well, and `best` is null whatever the probabilities say.
+   */
+  abstained: boolean;
   /** The user's few-shot taxa, best first (empty when none were added). */
   userTaxa: UserTaxonScore[];
+  /** The most probable user taxon that reaches userSimilarityFloor; null: none of these (or none added). */
+  userBest: UserTaxonScore | null;
   /** The photo's L2-normalized embedding, float32 [D]. */
   embedding: Float32Array;
 }
@@ -186,7 +240,7 @@ export interface PrototypesJson {
   }>;
 }
 
-export interface AddTaxonOptions {
+export interface AddTaxonOptions extends ImageOptions {
   commonName?: string;
 }
 
@@ -198,11 +252,11 @@ export interface BioClip {
   readonly manifest: ExportManifest;
   readonly numSpecies: number;
   /** The photo's L2-normalized embedding, float32 [D]. Synchronous (reads back from the GPU). */
-  embed(image: ImageInput): Float32Array;
+  embed(image: ImageInput, options?: ImageOptions): Float32Array;
   /** Zero-shot hierarchical answer for one photo or camera frame. */
   classify(image: ImageInput, options?: ClassifyOptions): Promise<Classification>;
   /** The same answer for an embedding computed earlier (float32 [D], L2-normalized). */
-  classifyEmbedding(embedding: Float32Array, options?: ClassifyOptions): Promise<Classification>;
+  classifyEmbedding(embedding: Float32Array, options?: ClassifyEmbeddingOptions): Promise<Classification>;
   /** Few-shot: adds photos of a taxon the label bank lacks (or adds to it). */
   addTaxon(name: string, images: ImageInput[], options?: AddTaxonOptions): Promise<void>;
   removeTaxon(name: string): boolean;

@@ -58,9 +58,11 @@ const RANKS = ['kingdom', 'phylum', 'class', 'order', 'family', 'genus', 'specie
 /**
  * A hand-checkable label bank of float32 text embeddings, for the fixture model's width D.
  * species: [[7 lineage words], common name, weight]. With logit_scale s and the query e0 (unit
- * vector on axis 0), species j gets cosine ln(w_j)/s, so its probability is w_j / sum(w).
+ * vector on axis 0), species j gets cosine offset + ln(w_j)/s, so its probability is w_j / sum(w)
+ * (the softmax does not see a common offset). The offset keeps the cosines above the default
+ * species similarity floor, as a real photo's best match would be.
  */
-function handBank(species, embedDim, logitScale = 10) {
+function handBank(species, embedDim, logitScale = 10, offset = 0.5) {
   const taxa = {};
   const rowOf = {};
   for (const rank of RANKS) {
@@ -83,7 +85,8 @@ function handBank(species, embedDim, logitScale = 10) {
   const n = species.length;
   const rows = new Float32Array(n * embedDim);
   species.forEach(([, , weight], j) => {
-    const c = Math.log(weight) / logitScale;
+    const c = offset + Math.log(weight) / logitScale;
+    if (!(Math.abs(c) <= 1)) throw new Error(`handBank: weight ${weight} gives cosine ${c}`);
     rows[j * embedDim] = c;
     rows[j * embedDim + 1 + (j % (embedDim - 1))] = Math.sqrt(1 - c * c);
   });

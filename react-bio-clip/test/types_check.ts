@@ -2,8 +2,9 @@
 // exports, describe the API a TypeScript app uses. A wrong or missing type fails the build.
 import * as tf from '@tensorflow/tfjs';
 import {
-  BioClip, BioClipError, BioClipInputError, Classification, ClassifyOptions, load, PrototypesJson, RANKS,
-  Rank, TaxonScore, version,
+  BioClip, BioClipError, BioClipInputError, Classification, ClassifyEmbeddingOptions, ClassifyOptions,
+  DEFAULT_SPECIES_SIMILARITY_FLOOR, DEFAULT_USER_SIMILARITY_FLOOR, load, PrototypesJson, RANKS, Rank, TaxonScore,
+  UserTaxonScore, version,
 } from 'react-bio-clip';
 import {loadFromDirectory, loadGraphModelFromDirectory, readLabelsDirectory, readModelDirectory} from 'react-bio-clip/node';
 import {useBioClip, UseBioClipResult} from 'react-bio-clip/react';
@@ -25,6 +26,12 @@ export async function app(): Promise<string> {
   const options: ClassifyOptions = {topK: 3, ranks: ['genus', 'species'], threshold: 0.8, restrictTo: ['Aves']};
   const result: Classification = await bioClip.classify({data: new Uint8ClampedArray(4), width: 1, height: 1}, options);
   const best: TaxonScore | null = result.best;
+  const floors: ClassifyOptions = {speciesSimilarityFloor: DEFAULT_SPECIES_SIMILARITY_FLOOR, userSimilarityFloor: DEFAULT_USER_SIMILARITY_FLOOR, allowUnitRange: true};
+  const scoring: ClassifyEmbeddingOptions = {topK: 1, speciesSimilarityFloor: -1};
+  const again: Classification = await bioClip.classifyEmbedding(bioClip.embed(frame, {allowUnitRange: false}), scoring);
+  const abstained: boolean = again.abstained || (await bioClip.classify(frame, floors)).similarity < 0.2;
+  const userBest: UserTaxonScore | null = result.userBest;
+  const userCosine: number | undefined = userBest?.cosine;
   const genus: TaxonScore[] | undefined = result.ranks.genus;
   const rank: Rank = RANKS[0];
   await bioClip.addTaxon('Backyard robin', [frame], {commonName: 'robin'});
@@ -39,5 +46,5 @@ export async function app(): Promise<string> {
     if (error instanceof BioClipInputError && error.code === 'BAD_INPUT') return error.message;
     if (error instanceof BioClipError) return error.code;
   }
-  return [version, embedding.length, best?.name, genus?.length, rank, hook, props, bundle, graph.inputs.length, pieces.numSpecies].join();
+  return [version, embedding.length, best?.name, genus?.length, rank, hook, props, bundle, graph.inputs.length, pieces.numSpecies, abstained, userCosine].join();
 }

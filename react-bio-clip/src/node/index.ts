@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import {BioClipFormatError, BioClipLoadError, BioClipMismatchError} from '../errors';
 import {EXPORT_PATHS, manifestSha256, parseJson, readGraphModel} from '../io';
 import {load} from '../load';
+import {checkOptions, DIRECTORY_LOAD_OPTIONS} from '../options';
 import {BioClip, ExportManifest, LoadOptions} from '../types';
 
 async function readFile(file: string, what: string): Promise<Uint8Array> {
@@ -95,5 +96,6 @@ export async function readExportDirectory(dir: string): Promise<Required<Pick<Lo
 
 /** load() for an export directory on disk. */
 export async function loadFromDirectory(dir: string, options: Omit<LoadOptions, 'model' | 'labels' | 'manifest'> = {}): Promise<BioClip> {
+  checkOptions(options, DIRECTORY_LOAD_OPTIONS, 'loadFromDirectory');
   return load({...options, ...(await readExportDirectory(dir))});
 }

@@ -16,6 +16,7 @@ import {useEffect, useMemo, useState} from 'react';
 
 import {BioClipInputError} from '../errors';
 import {load} from '../load';
+import {LOAD_OPTIONS, optionsError} from '../options';
 import {BioClip, LoadOptions} from '../types';
 
 export type BioClipStatus = 'loading' | 'ready' | 'error';
@@ -44,6 +45,12 @@ export function useBioClip(source: BioClipSource): UseBioClipResult {
         'useBioClip: pass the load options, a promise of them or a function returning them');
   }
   const {model, labels, manifest, resize, skipWarmup} = options ?? ({} as Partial<LoadOptions>);
+  // Only the known options are passed on, so a misspelt one is reported here (as status
+  // 'error'); a deferred source's options are checked by load() itself.
+  const optionNames = options ? Object.keys(options).join(',') : '';
+  const nameError = useMemo(
+      () => (options ? optionsError(options, LOAD_OPTIONS, 'useBioClip') : null),
+      [optionNames]);  // eslint-disable-line react-hooks/exhaustive-deps
   // Same number of deps on every render, whichever kind of source it is.
   const stableSource = useMemo<BioClipSource>(
       () => deferred ?? ({model, labels, manifest, resize, skipWarmup} as LoadOptions),
@@ -53,6 +60,10 @@ export function useBioClip(source: BioClipSource): UseBioClipResult {
   useEffect(() => {
     let cancelled = false;
     let loaded: BioClip | null = null;
+    if (nameError) {
+      setState({model: null, status: 'error', error: nameError});
+      return undefined;
+    }
     setState({model: null, status: 'loading', error: null});
     new Promise<LoadOptions>((resolve) => {
       resolve(typeof stableSource === 'function' ? stableSource() : stableSource);
@@ -75,7 +86,7 @@ export function useBioClip(source: BioClipSource): UseBioClipResult {
       cancelled = true;
       if (loaded) loaded.dispose();
     };
-  }, [stableSource]);
+  }, [stableSource, nameError]);
 
   return state;
 }
