@@ -107,6 +107,23 @@ def _photo(rng: np.random.Generator, fmt: str, size: int = 0) -> bytes:
   return out.getvalue()
 
 
+def generated_manifest(teacher_id: str, embed_dim: int, logit_scale: float, topk: int,
+                       source: dict, num_photos: int, num_shards: int) -> dict:
+  """The manifest of a generated cache: a stand-in teacher with BioCLIP's preprocessing."""
+  return {
+      "teacher": {"id": teacher_id, "pretrained": "none", "checkpoint_sha256": "",
+                  "embed_dim": embed_dim, "logit_scale": logit_scale},
+      "preprocessing": {"size": 224, "resize": "squash", "interpolation": "bicubic",
+                        "mean": [0.48145466, 0.4578275, 0.40821073],
+                        "std": [0.26862954, 0.26130258, 0.27577711]},
+      "text_template": TEXT_TEMPLATE,
+      "topk": topk,
+      "source": source,
+      "counts": {"written": num_photos, "skipped": 0},
+      "shards": {"num_shards": num_shards},
+  }
+
+
 def write_cache(out_dir: str, num_photos: int = 40, num_shards: int = 2, parts_per_shard: int = 2,
                 embed_dim: int = 16, topk: int = 5, logit_scale: float = 100.0, seed: int = 0,
                 taxa: Sequence = DUMMY_TAXA, png_every: int = 17, photo_size: int = 0) -> str:
@@ -157,19 +174,11 @@ def write_cache(out_dir: str, num_photos: int = 40, num_shards: int = 2, parts_p
                                                    "parts": parts, "rows": int(len(shard_rows))})
     cache_format.write_skipped(out_dir, shard, [])
 
-  manifest = {
-      "teacher": {"id": "ViT-B-16", "pretrained": "none", "checkpoint_sha256": "",
-                  "embed_dim": embed_dim, "logit_scale": logit_scale},
-      "preprocessing": {"size": 224, "resize": "squash", "interpolation": "bicubic",
-                        "mean": [0.48145466, 0.4578275, 0.40821073],
-                        "std": [0.26862954, 0.26130258, 0.27577711]},
-      "text_template": TEXT_TEMPLATE,
-      "topk": topk,
-      "source": {"kind": "dummy", "spec": "tfds_treeoflife.make_dummy_data",
-                 "fingerprint": hashlib.sha1(f"{num_photos}:{seed}".encode()).hexdigest()},
-      "counts": {"written": num_photos, "skipped": 0},
-      "shards": {"num_shards": num_shards},
-  }
+  manifest = generated_manifest("ViT-B-16", embed_dim, logit_scale, topk,
+                                {"kind": "dummy", "spec": "tfds_treeoflife.make_dummy_data",
+                                 "fingerprint": hashlib.sha1(f"{num_photos}:{seed}".encode()
+                                                             ).hexdigest()},
+                                num_photos, num_shards)
   cache_format.write_manifest(out_dir, manifest)
   return out_dir
 

@@ -117,20 +117,11 @@ def write_cache(out_dir: str, num_photos: int = 600, embed_dim: int = 24, topk: 
                                                    "parts": ["part-000000.npz"],
                                                    "rows": int(len(rows))})
     cache_format.write_skipped(out_dir, shard, [])
-  manifest = {
-      "teacher": {"id": "synthetic-projection", "pretrained": "none", "checkpoint_sha256": "",
-                  "embed_dim": embed_dim, "logit_scale": logit_scale},
-      "preprocessing": {"size": 224, "resize": "squash", "interpolation": "bicubic",
-                        "mean": [0.48145466, 0.4578275, 0.40821073],
-                        "std": [0.26862954, 0.26130258, 0.27577711]},
-      "text_template": dummy.TEXT_TEMPLATE,
-      "topk": topk,
-      "source": {"kind": "synthetic", "spec": "bioclip_lite_tf.testing.synthetic",
-                 "fingerprint": hashlib.sha1(f"{num_photos}:{seed}:{embed_dim}".encode()
-                                             ).hexdigest()},
-      "counts": {"written": num_photos, "skipped": 0},
-      "shards": {"num_shards": num_shards},
-  }
+  manifest = dummy.generated_manifest(
+      "synthetic-projection", embed_dim, logit_scale, topk,
+      {"kind": "synthetic", "spec": "bioclip_lite_tf.testing.synthetic",
+       "fingerprint": hashlib.sha1(f"{num_photos}:{seed}:{embed_dim}".encode()).hexdigest()},
+      num_photos, num_shards)
   cache_format.write_manifest(out_dir, manifest)
   return out_dir
 

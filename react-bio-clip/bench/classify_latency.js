@@ -15,6 +15,8 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 
+const {parseFlags} = require('./flags');
+
 const FLAGS = {
   export_dir: {help: 'Export directory to benchmark (required).', value: ''},
   out: {help: 'JSON file to write.', value: path.join(__dirname, '..', '..', 'bench', 'results', 'tfjs_node.json')},
@@ -23,21 +25,8 @@ const FLAGS = {
   warmup: {help: 'Untimed calls first (kernel compilation, caches).', value: '3'},
 };
 
-function usage(message) {
-  if (message) process.stderr.write(`error: ${message}\n`);
-  process.stderr.write('usage: node bench/classify_latency.js --export_dir=DIR [flags]\n');
-  for (const [name, flag] of Object.entries(FLAGS)) {
-    process.stderr.write(`  --${name}: ${flag.help} (default: ${JSON.stringify(flag.value)})\n`);
-  }
-  process.exit(message ? 2 : 0);
-}
-
-for (const arg of process.argv.slice(2)) {
-  if (arg === '--help' || arg === '-h') usage();
-  const match = /^--([a-z_]+)=(.*)$/.exec(arg);
-  if (!match || !(match[1] in FLAGS)) usage(`unknown argument ${arg}`);
-  FLAGS[match[1]].value = match[2];
-}
+parseFlags(FLAGS, 'node bench/classify_latency.js --export_dir=DIR [flags]');
+const usage = FLAGS.usage;
 const exportDir = FLAGS.export_dir.value;
 if (!exportDir) usage('--export_dir is required');
 if (!fs.existsSync(path.join(exportDir, 'manifest.json'))) usage(`${exportDir}/manifest.json does not exist`);

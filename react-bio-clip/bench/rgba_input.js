@@ -23,6 +23,8 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 
+const {parseFlags} = require('./flags');
+
 const FLAGS = {
   export_dir: {help: 'Export directory.', value: path.join(__dirname, '..', 'test', 'fixtures', 'export')},
   out: {help: 'JSON file to write.', value: path.join(__dirname, '..', '..', 'bench', 'results', 'tfjs_rgba_input.json')},
@@ -33,21 +35,8 @@ const FLAGS = {
   previous_path_backends: {help: 'Backends on which to time the 0.1.0 RGBA path once (it takes seconds).', value: 'wasm'},
 };
 
-function usage(message) {
-  if (message) process.stderr.write(`error: ${message}\n`);
-  process.stderr.write('usage: node bench/rgba_input.js [flags]\n');
-  for (const [name, flag] of Object.entries(FLAGS)) {
-    process.stderr.write(`  --${name}: ${flag.help} (default: ${JSON.stringify(flag.value)})\n`);
-  }
-  process.exit(message ? 2 : 0);
-}
-
-for (const arg of process.argv.slice(2)) {
-  if (arg === '--help' || arg === '-h') usage();
-  const match = /^--([a-z_]+)=(.*)$/.exec(arg);
-  if (!match || !(match[1] in FLAGS)) usage(`unknown argument ${arg}`);
-  FLAGS[match[1]].value = match[2];
-}
+parseFlags(FLAGS, 'node bench/rgba_input.js [flags]');
+const usage = FLAGS.usage;
 const exportDir = FLAGS.export_dir.value;
 if (!fs.existsSync(path.join(exportDir, 'manifest.json'))) usage(`${exportDir}/manifest.json does not exist`);
 const [width, height, runs] = ['width', 'height', 'runs'].map((k) => Number(FLAGS[k].value));
