@@ -15,7 +15,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 
-const {parseFlags} = require('./flags');
+const {parseFlags, runMain, writeResult} = require('./flags');
 
 const FLAGS = {
   export_dir: {help: 'Export directory to benchmark (required).', value: ''},
@@ -131,15 +131,7 @@ async function main() {
     result.latency_ms[`tfjs_${backend}`] = {[String(manifest.resolution)]: r.classify_ms[key].median};
     result.memory.tfjs_peak_bytes[`${backend}_${manifest.resolution}`] = r.peak_bytes;
   }
-  const outPath = path.resolve(FLAGS.out.value);
-  fs.mkdirSync(path.dirname(outPath), {recursive: true});
-  const tmp = `${outPath}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify(result, null, 2) + '\n');
-  fs.renameSync(tmp, outPath);
-  process.stderr.write(`wrote ${outPath}\n`);
+  writeResult(FLAGS.out.value, result);
 }
 
-main().catch((error) => {
-  process.stderr.write(`error: ${error.stack || error}\n`);
-  process.exit(1);
-});
+runMain(main);

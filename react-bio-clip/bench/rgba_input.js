@@ -23,7 +23,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 
-const {parseFlags} = require('./flags');
+const {parseFlags, runMain, writeResult} = require('./flags');
 
 const FLAGS = {
   export_dir: {help: 'Export directory.', value: path.join(__dirname, '..', 'test', 'fixtures', 'export')},
@@ -133,15 +133,7 @@ async function main() {
     backends: {},
   };
   for (const backend of backends) result.backends[backend] = await benchBackend(backend, pixels);
-  const outPath = path.resolve(FLAGS.out.value);
-  fs.mkdirSync(path.dirname(outPath), {recursive: true});
-  const tmp = `${outPath}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify(result, null, 2) + '\n');
-  fs.renameSync(tmp, outPath);
-  process.stderr.write(`wrote ${outPath}\n`);
+  writeResult(FLAGS.out.value, result);
 }
 
-main().catch((error) => {
-  process.stderr.write(`error: ${error.stack || error}\n`);
-  process.exit(1);
-});
+runMain(main);
