@@ -9,16 +9,20 @@ from typing import Dict, Iterator, Optional, Tuple
 import numpy as np
 
 from formats.ranks import RANKS
+from bioclip_lite_tf.data.decode import decode_photo
 from bioclip_lite_tf.keras import tf
 from bioclip_lite_tf.model.layers import squash_resize
 
 
 def load_split(dataset_dir: str, split: str) -> tf.data.Dataset:
-  """The split as a tf.data.Dataset of feature dicts, in file order (deterministic)."""
+  """The split as a tf.data.Dataset of feature dicts, in file order (deterministic); `image`
+  is decoded by data.decode.decode_photo (as PIL decodes it), uint8 [H, W, 3]."""
   import tensorflow_datasets as tfds  # heavy; only the readers need it
 
   builder = tfds.builder_from_directory(dataset_dir)
-  return builder.as_dataset(split=split, shuffle_files=False)
+  ds = builder.as_dataset(split=split, shuffle_files=False,
+                          decoders={"image": tfds.decode.SkipDecoding()})
+  return ds.map(lambda ex: dict(ex, image=decode_photo(ex["image"])))
 
 
 def squash(images: tf.Tensor, resolution: int) -> tf.Tensor:

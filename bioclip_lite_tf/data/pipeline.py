@@ -2,7 +2,7 @@
 
 Reads DATA_DIR/tree_of_life_distill/<config>/<version>/ with tfds.builder_from_directory (no
 builder code needed) and the label bank saved beside it (read with formats.label_bank).
-Photos are decoded and squash-resized in tf.data by bioclip_lite_tf.model.layers.squash_resize, the
+Photos are decoded as PIL decodes them (data.decode) and squash-resized in tf.data by bioclip_lite_tf.model.layers.squash_resize, the
 same function the exported model's preprocessing uses.
 
 Resume: the training stream is a deterministic function of (seed, step). Records are read with
@@ -17,6 +17,7 @@ from typing import Optional
 import tensorflow_datasets as tfds
 
 from formats.ranks import RANKS
+from bioclip_lite_tf.data.decode import decode_photo
 from bioclip_lite_tf.data.discovery import DATASET_NAME, DataError, find_dataset_dir
 from bioclip_lite_tf.data.label_bank import LabelBankArrays, load_label_bank
 from bioclip_lite_tf.keras import tf
@@ -66,10 +67,8 @@ def open_dataset(data_dir: str, data_config) -> DistillData:
 
 def _prepare(resolution: int):
   def fn(example):
-    image = tf.io.decode_image(example["image"], channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
     return {
-        "image": squash_resize(image, resolution),
+        "image": squash_resize(decode_photo(example["image"]), resolution),
         "teacher_embedding": tf.cast(example["teacher_embedding"], tf.float32),
         "topk_species_indices": tf.cast(example["topk_species_indices"], tf.int32),
         "topk_species_logits": tf.cast(example["topk_species_logits"], tf.float32),

@@ -3,6 +3,7 @@ import json
 import os
 
 import numpy as np
+import tensorflow_datasets as tfds
 import pytest
 
 from formats.errors import FormatError
@@ -45,9 +46,14 @@ def test_batches_have_the_documented_shapes_and_teacher_geometry(data_dir):
   assert batch["teacher_embedding"].shape == (4, 24)
   assert batch["topk_species_indices"].dtype == tf.int32
   assert batch["labels"].shape == (4, 7)
-  # The image is the squash-resize of the decoded photo (the same function the model wraps).
-  raw = next(iter(data.builder.as_dataset(split="validation")))
-  want = squash_resize(raw["image"], 32)
+  # The image is the squash-resize (the function the model wraps) of the photo as the teacher's
+  # PIL decodes it.
+  import io
+  from PIL import Image
+  raw = next(iter(data.builder.as_dataset(split="validation",
+                                          decoders={"image": tfds.decode.SkipDecoding()})))
+  pil = np.asarray(Image.open(io.BytesIO(raw["image"].numpy())).convert("RGB"))
+  want = squash_resize(tf.constant(pil), 32)
   np.testing.assert_allclose(batch["image"][0].numpy(), want.numpy(), atol=1e-4)
   assert float(tf.reduce_max(batch["image"])) <= 255.0
 
@@ -95,3 +101,29 @@ def test_training_label_bank_matches_the_datasets_own(data_dir):
   np.testing.assert_array_equal(
       species_ancestors({r: theirs.ranks[r].parents for r in RANKS}), bank.ancestors)
   assert theirs.logit_scale == bank.logit_scale
+
+
+def test_training_decode_is_pils_decode():
+  """The student's photos decode to the teacher's pixels (PIL), JPEG and PNG alike."""
+  import io
+  from PIL import Image
+  from bioclip_lite_tf.data.decode import decode_photo
+  rng = np.random.default_rng(3)
+  for (h, w), quality, subsampling in [((224, 224), 90, 2), ((97, 131), 75, 0), ((300, 180), 95, 1)]:
+    coarse = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize((w, h))
+    pixels = np.clip(np.asarray(coarse, np.float32) + rng.normal(0, 20, (h, w, 3)), 0, 255)
+    buf = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buf, format="JPEG", quality=quality,
+                                                  subsampling=subsampling)
+    data = buf.getvalue()
+    pil = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    ours = decode_photo(tf.constant(data)).numpy()
+    np.testing.assert_array_equal(ours, pil, err_msg=f"{h}x{w} q{quality} s{subsampling}")
+    # The default decode does differ, so this test would notice a switch back.
+    if (h, w) == (224, 224):
+      fast = tf.io.decode_image(data, channels=3).numpy()
+      assert np.abs(fast.astype(int) - pil).max() > 0
+  buf = io.BytesIO()
+  Image.fromarray(pixels.astype(np.uint8)).save(buf, format="PNG")
+  np.testing.assert_array_equal(decode_photo(tf.constant(buf.getvalue())).numpy(),
+                                pixels.astype(np.uint8))
