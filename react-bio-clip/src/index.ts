@@ -10,4 +10,6 @@ export type {
   LabelBankJson, LabelsSource, LoadOptions, PixelData, PrototypesJson, Rank, RankTable, TaxonScore,
   UserTaxonScore,
 } from './types';
+export {squashResize} from './preprocess';
+export type {ResizeMethod} from './preprocess';
 export {version} from './version';

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import {BioClipModel} from './bio_clip_model';
 import {BioClipFormatError, BioClipMismatchError} from './errors';
 import {EXPORT_PATHS, manifestSha256, readGraphModel, readLabelBank, readManifest, resolveRelative} from './io';
+import {RESIZE_METHODS} from './preprocess';
 import {BioClip, LoadOptions} from './types';
 
 /**
@@ -29,8 +30,10 @@ export async function load(options: LoadOptions): Promise<BioClip> {
     }
     manifestSource = resolveRelative(model, '../manifest.json');
   }
-  const resize = options.resize ?? 'area';
-  if (resize !== 'area' && resize !== 'bilinear') throw new BioClipFormatError(`load: resize must be "area" or "bilinear", got "${resize}"`);
+  const resize = options.resize ?? 'bicubic';
+  if (!RESIZE_METHODS.includes(resize)) {
+    throw new BioClipFormatError(`load: resize must be one of ${RESIZE_METHODS.map((m) => `"${m}"`).join(', ')}, got "${resize}"`);
+  }
   // On React Native the rn-webgl backend registers asynchronously; wait for whichever is chosen.
   await tf.ready();
   const {manifest} = await readManifest(manifestSource);

@@ -104,11 +104,13 @@ export interface LoadOptions {
    */
   manifest?: string | ExportManifest;
   /**
-   * How a photo larger than R x R is shrunk. 'area' (default): bilinear to the nearest integer
-   * multiple of R, then a box filter, close to the teacher's antialiased bicubic.
-   * 'bilinear': one tf.image.resizeBilinear (cheaper, aliases when shrinking a lot).
+   * How an image that is not R x R is squashed to R x R. 'bicubic' (default): the student's
+   * training preprocessing, `squashResize` (TF's antialiased bicubic, in tf ops).
+   * 'area': bilinear to the nearest integer multiple of R, then a box filter (cheaper, about
+   * 2 levels off on textured frames). 'bilinear': one tf.image.resizeBilinear (cheapest,
+   * aliases when shrinking a lot). README "Preprocessing" has the measured differences.
    */
-  resize?: 'area' | 'bilinear';
+  resize?: 'bicubic' | 'area' | 'bilinear';
   /** Skip the warm-up inference inside load (it compiles shaders on WebGL). Default false. */
   skipWarmup?: boolean;
 }
