@@ -49,6 +49,8 @@ export class BioClipModel implements BioClip {
   readonly embedDim: number;
   readonly resolution: number;
   readonly numSpecies: number;
+  /** Set by load() from measureFloatPrecision(). */
+  precision: 'float32' | 'float16' = 'float32';
   private disposed = false;
   /** float32 [D, N]: species text embeddings, transposed for one matMul. */
   private readonly speciesTextT: tf.Tensor2D;

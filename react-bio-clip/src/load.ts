@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import {BioClipModel} from './bio_clip_model';
 import {BioClipFormatError, BioClipMismatchError} from './errors';
 import {EXPORT_PATHS, manifestSha256, readGraphModel, readLabelBank, readManifest, resolveRelative} from './io';
+import {measureFloatPrecision} from './precision';
 import {RESIZE_METHODS} from './preprocess';
 import {BioClip, LoadOptions} from './types';
 
@@ -50,6 +51,13 @@ export async function load(options: LoadOptions): Promise<BioClip> {
           `${manifest.resolution}, 3]`);
     }
     bioClip = new BioClipModel(graph, bank, manifest, resize, manifestSha256(manifest, EXPORT_PATHS.modelJson));
+    bioClip.precision = measureFloatPrecision();
+    if (bioClip.precision === 'float16') {
+      const warn = options.onWarning ?? ((message: string) => console.warn(message));
+      warn(`react-bio-clip: the ${tf.getBackend()} backend stores tensors as half floats on this device ` +
+           '(no float32 render targets, or WEBGL_RENDER_FLOAT32_ENABLED=false), so embeddings differ from the ' +
+           'float32 model and answers close to a tie can change; see the README, "WebGL and half-float textures"');
+    }
     if (!options.skipWarmup) {
       bioClip.warmUp();
       // Also builds any per-backend scoring tensors now, not during the first camera frame.

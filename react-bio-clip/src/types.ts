@@ -113,6 +113,12 @@ export interface LoadOptions {
   resize?: 'bicubic' | 'area' | 'bilinear';
   /** Skip the warm-up inference inside load (it compiles shaders on WebGL). Default false. */
   skipWarmup?: boolean;
+  /**
+   * Receives load's warnings; default `console.warn`. Today one: the backend keeps tensors in
+   * half-float textures (many phone GPUs under webgl / rn-webgl), so embeddings drift from the
+   * float32 model and near-tie answers can change (README "WebGL and half-float textures").
+   */
+  onWarning?: (message: string) => void;
 }
 
 export interface ClassifyOptions {
@@ -199,6 +205,11 @@ export interface BioClip {
   readonly resolution: number;
   readonly manifest: ExportManifest;
   readonly numSpecies: number;
+  /**
+   * The float precision the backend stored tensors in, measured at load ('float16' under WebGL
+   * without float32 render targets; load then warned through `onWarning`).
+   */
+  readonly precision: 'float32' | 'float16';
   /** The photo's L2-normalized embedding, float32 [D]. Synchronous (reads back from the GPU). */
   embed(image: ImageInput): Float32Array;
   /** Zero-shot hierarchical answer for one photo or camera frame. */
