@@ -57,6 +57,17 @@ const harness = {
     image.dispose();
     return {values: Array.from(values), ms};
   },
+  /** The browser's own decode of an image file (createImageBitmap + fromPixels), RGB bytes. */
+  async decode(url: string) {
+    const bitmap = await createImageBitmap(await (await fetch(url)).blob(),
+                                           {colorSpaceConversion: 'none', premultiplyAlpha: 'none'});
+    const pixels = tf.browser.fromPixels(bitmap);
+    const values = Array.from(await pixels.data());
+    const shape = pixels.shape;
+    pixels.dispose();
+    bitmap.close();
+    return {values, shape};
+  },
   numTensors: () => tf.memory().numTensors,
   dispose() {
     bioClip?.dispose();

@@ -18,6 +18,8 @@ Under --out_dir:
   photos/<name>.rgb         uint8 [H, W, 3] row-major RGB (R x R photos and larger ones)
   photos/demo.png           a larger photo for the demo page (PNG: lossless, so the browser
                             decodes exactly these pixels)
+  photos/demo.jpg           the same as JPEG (quality 90, 4:2:0), and demo.jpg.pil.rgb: PIL's
+                            decode of it, to measure the browser's JPEG decoder against PIL
   expected.json             per photo: height, width, keras (the Keras QAT model's embedding of
                             squash_resize(photo), float32 [D]), reference (the exporter's
                             weights-only parity reference), keras_top1 (species row); plus the
@@ -131,13 +133,18 @@ def main(argv):
   pictures = {f"photo{i:02d}": photo(rng, h, w) for i, (h, w) in enumerate(shapes)}
   pictures["demo"] = photo(rng, 3 * r + 17, 4 * r + 5)
   Image.fromarray(pictures["demo"]).save(os.path.join(photos_dir, "demo.png"))
+  # A JPEG of it and PIL's decode of that JPEG (the teacher's decoder), to measure what the
+  # browser's own JPEG decoder (the photo picker path) changes.
+  Image.fromarray(pictures["demo"]).save(os.path.join(photos_dir, "demo.jpg"), quality=90)
+  with Image.open(os.path.join(photos_dir, "demo.jpg")) as im:
+    np.asarray(im.convert("RGB"), np.uint8).tofile(os.path.join(photos_dir, "demo.jpg.pil.rgb"))
   expected = {"resolution": r, "embed_dim": d, "num_species": int(counts["species"]),
               "architecture": f"MobileNetV3 {config.model.name} alpha {FLAGS.alpha}",
               "photos": []}
   for name, pixels in pictures.items():
     pixels.tofile(os.path.join(photos_dir, name + ".rgb"))
     squashed = squash_resize(pixels[None], r).numpy()
-    keras_embedding = qat.predict(squashed, verbose=0)[0]
+    keras_embedding = qat(squashed, training=False).numpy()[0]
     reference = export_graph.weights_only_reference(qat, squashed)[0]
     logits = species_text @ keras_embedding
     expected["photos"].append({

@@ -133,6 +133,27 @@ test('react-bio-clip in headless Chromium on WebGL', {skip: !FIXTURE && 'set REA
       }
     });
 
+    await t.test('Chromium\'s JPEG decode against PIL\'s (measured; the photo picker path)', async () => {
+      const demo = expected.photos.find((p) => p.name === 'demo');
+      const page = await newPage(browser, log);
+      await page.goto(`${url}/harness.html`);
+      await page.waitForFunction(() => window.harness);
+      await page.evaluate(() => window.harness.init());
+      const got = await page.evaluate(() => window.harness.decode('/fixture/photos/demo.jpg'));
+      assert.deepStrictEqual(got.shape, [demo.height, demo.width, 3]);
+      const pil = new Uint8Array(fs.readFileSync(path.join(FIXTURE, 'photos', 'demo.jpg.pil.rgb')));
+      let sum = 0, max = 0;
+      for (let i = 0; i < pil.length; ++i) {
+        const d = Math.abs(got.values[i] - pil[i]);
+        sum += d;
+        max = Math.max(max, d);
+      }
+      report.chromium_jpeg_decode_vs_pil = {mean: sum / pil.length, max, jpeg: 'quality 90, 4:2:0', size: [demo.height, demo.width]};
+      // Both are libjpeg-turbo; a wrong channel order or colour conversion would be far off.
+      assert.ok(sum / pil.length <= 1.5 && max <= 12, JSON.stringify(report.chromium_jpeg_decode_vs_pil));
+      await page.close();
+    });
+
     await t.test('demo page: pick a photo, see the answer the package gives in Node', async () => {
       const demo = expected.photos.find((p) => p.name === 'demo');
       const pixels = new Uint8Array(fs.readFileSync(path.join(FIXTURE, 'photos', 'demo.rgb')));
