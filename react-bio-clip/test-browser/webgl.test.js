@@ -90,6 +90,10 @@ test('react-bio-clip in headless Chromium on WebGL', {skip: !FIXTURE && 'set REA
           top1_agreement_with_keras: top1Agree, top1_flips: got.filter((g, i) => g.top1 !== kerasTop1[i]).length,
           ms_per_photo: (Date.now() - start) / got.length, warnings: loaded.warnings,
         };
+        assert.ok(got.every((g) => g.embedding.every(Number.isFinite)), `${mode}: non-finite embedding values`);
+        // Half floats cost precision, not the answer's meaning: a far lower cosine means
+        // overflow or a broken texture path, not rounding.
+        assert.ok(report.modes[mode].cosine_vs_keras_min >= 0.95, `${mode}: cosine min ${report.modes[mode].cosine_vs_keras_min}`);
         if (!half) {
           assert.ok(report.modes[mode].cosine_vs_keras_min >= COSINE_MIN, `cosine min ${report.modes[mode].cosine_vs_keras_min}`);
           assert.strictEqual(top1Agree, 1, 'float32 WebGL must give Keras\'s top-1 species');
