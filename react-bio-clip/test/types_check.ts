@@ -2,8 +2,8 @@
 // exports, describe the API a TypeScript app uses. A wrong or missing type fails the build.
 import * as tf from '@tensorflow/tfjs';
 import {
-  BioClip, BioClipError, BioClipInputError, Classification, ClassifyOptions, load, PrototypesJson, RANKS,
-  Rank, TaxonScore, version,
+  BioClip, BioClipError, BioClipInputError, Classification, ClassifyOptions, FloatPrecision, load,
+  measureFloatPrecision, PrototypesJson, RANKS, Rank, ResizeMethod, squashResize, TaxonScore, version,
 } from 'react-bio-clip';
 import {loadFromDirectory} from 'react-bio-clip/node';
 import {useBioClip, UseBioClipResult} from 'react-bio-clip/react';
@@ -17,6 +17,10 @@ export async function app(): Promise<string> {
   const fromDisk: BioClip = await loadFromDirectory('/tmp/export', {resize: 'bilinear'});
   const frame: tf.Tensor3D = tf.zeros([480, 640, 3], 'int32');
   const embedding: Float32Array = bioClip.embed(frame);
+  const squashed: tf.Tensor3D = squashResize(frame, bioClip.resolution);
+  const precision: FloatPrecision = bioClip.precision === 'float16' ? 'float16' : measureFloatPrecision();
+  const method: ResizeMethod = 'bicubic';
+  await load({model: 'm.json', labels: 'l.json', resize: method, onWarning: (message: string) => message.length});
   const options: ClassifyOptions = {topK: 3, ranks: ['genus', 'species'], threshold: 0.8, restrictTo: ['Aves']};
   const result: Classification = await bioClip.classify({data: new Uint8ClampedArray(4), width: 1, height: 1}, options);
   const best: TaxonScore | null = result.best;
@@ -34,5 +38,5 @@ export async function app(): Promise<string> {
     if (error instanceof BioClipInputError && error.code === 'BAD_INPUT') return error.message;
     if (error instanceof BioClipError) return error.code;
   }
-  return [version, embedding.length, best?.name, genus?.length, rank, hook, props, bundle].join();
+  return [version, embedding.length, squashed.shape, precision, best?.name, genus?.length, rank, hook, props, bundle].join();
 }
