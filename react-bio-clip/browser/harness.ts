@@ -46,6 +46,23 @@ const harness = {
     }
     return out;
   },
+  /**
+   * The exported graph run as it is (tf.loadGraphModel + predict, no package), on R x R photos:
+   * how many embeddings come out non-finite or all zero. Shows whether the fixture exercises
+   * the half-float overflow of the graph's own L2 normalization that the package avoids.
+   */
+  async rawGraphBroken(modelUrl: string, photosUrl: string, photos: Photo[]) {
+    const model = await tf.loadGraphModel(modelUrl);
+    let broken = 0;
+    for (const p of photos) {
+      const image = await rgbTensor(`${photosUrl}/${p.name}.rgb`, p.height, p.width);
+      const values = tf.tidy(() => (model.predict(tf.expandDims(tf.cast(image, 'float32'), 0)) as tf.Tensor).dataSync());
+      image.dispose();
+      if (!values.every(Number.isFinite) || values.every((v) => v === 0)) broken += 1;
+    }
+    model.dispose();
+    return broken;
+  },
   /** squashResize of a frame on this backend, as a plain array (for the pixel parity check). */
   async squash(url: string, height: number, width: number, resolution: number) {
     const image = await rgbTensor(url, height, width);
@@ -69,6 +86,8 @@ const harness = {
     return {values, shape};
   },
   numTensors: () => tf.memory().numTensors,
+  /** TF.js itself, for diagnostics from the test. */
+  tf,
   dispose() {
     bioClip?.dispose();
     bioClip = null;

@@ -7,8 +7,8 @@ Run from the repo root with the project's venv (`make test-browser` does):
 Unlike make_fixture.py (a tiny conv net), the student here is the real one: MobileNetV3 Small
 from bioclip_lite_tf.model.build_student (squeeze-excite, hard-swish, residual blocks) at a small
 width and resolution, BN-folded (model.fold_batch_norms), made quantization-aware with the
-project's per-tensor scheme (quantization.quantize), after a data-dependent initialisation
-(see main: BN statistics, centred projection, quantizer ranges), and exported with bioclip_lite_tf.export.export (TF.js uint8
+project's per-tensor scheme (quantization.quantize), after BN statistics from data and a
+short float distillation run (see main), and exported with bioclip_lite_tf.export.export (TF.js uint8
 weights, device label bank), exactly as `python -m bioclip_lite_tf.export` does after training.
 The label bank is export_testing.write_label_bank's generated tree (its species rows are random
 unit vectors).
@@ -53,6 +53,7 @@ flags.DEFINE_integer("resolution", 96, "Student input side R.")
 flags.DEFINE_float("alpha", 0.5, "MobileNetV3 width multiplier.")
 flags.DEFINE_integer("embed_dim", 128, "Embedding width D.")
 flags.DEFINE_integer("num_photos", 24, "Test photos (half R x R, half larger, squashed).")
+flags.DEFINE_integer("train_steps", 40, "Float distillation steps (batch 16) before BN folding.")
 flags.DEFINE_integer("calibration_passes", 30,
                      "Training-mode forward passes that set BN statistics, then quantizer ranges.")
 flags.DEFINE_integer("seed", 0, "Seed for weights, photos and the label bank.")
@@ -75,6 +76,15 @@ def photo(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
   return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
+def stand_in_teacher(photos: np.ndarray, embed_dim: int, seed: int) -> np.ndarray:
+  """Unit targets [N, D] that depend on the photo: a fixed random projection of its 8 x 8 view."""
+  n, h, w, _ = photos.shape
+  coarse = photos.reshape(n, 8, h // 8, 8, w // 8, 3).mean(axis=(2, 4)).reshape(n, -1)
+  coarse = (coarse - coarse.mean(0)) / (coarse.std(0) + 1e-6)
+  projection = np.random.default_rng(seed + 1).normal(size=(coarse.shape[1], embed_dim))
+  return export_testing.unit_rows((coarse @ projection).astype(np.float32))
+
+
 def main(argv):
   del argv
   rng = np.random.default_rng(FLAGS.seed)
@@ -94,14 +104,13 @@ def main(argv):
     config.model.alpha = FLAGS.alpha
     core = student_model.build_student(config.model, d)
     train = export_testing.synthetic_photos(64, r, seed=FLAGS.seed)
-    # An untrained student says nothing about a trained one's numerics unless its activations
-    # have a trained net's scale and its embeddings differ from photo to photo. From scratch,
+    # An untrained student says nothing about a trained one's numerics: from scratch,
     # BatchNorm's moving variance (1) is far above the real activations' (about 1e-6 deep in
-    # the net, see model.py), and every photo's embedding is nearly the same vector. So, as a
-    # data-dependent initialisation (no gradient steps, which collapse a net this size in a few
-    # dozen steps): forward passes in training mode set the BN statistics from the photos, and
-    # the projection's bias subtracts the mean pre-normalisation embedding. Then BN folding,
-    # QAT wrappers, and training-mode passes that set the quantizers' activation ranges.
+    # the net, see model.py), and every photo's embedding is nearly the same vector. So:
+    # forward passes in training mode set the BN statistics from the photos, then a short float
+    # run distils a stand-in teacher (a fixed random projection of each photo's 8 x 8 view, so
+    # targets differ as photos do), and after BN folding and QAT wrapping, training-mode passes
+    # set the quantizers' activation ranges.
     # Fresh all-zero conv biases (squeeze-excite, Conv_2) make a graph no trained model has: the
     # converter then fuses hard-sigmoid's +3 as a rank-0 bias, which the exporter refuses
     # (wasm cannot run it). Small random biases, as bench/latency_bench.py gives them.
@@ -111,10 +120,8 @@ def main(argv):
         layer.set_weights([weights[0], rng.normal(0, 0.01, weights[1].shape).astype(np.float32)])
     for _ in range(FLAGS.calibration_passes):
       core(train[:32], training=True)
-    projection = core.get_layer("projection")
-    pre_norm = keras.Model(core.inputs, projection.output).predict(train, verbose=0)
-    kernel, bias = projection.get_weights()
-    projection.set_weights([kernel, bias - pre_norm.mean(axis=0)])
+    export_testing.train_briefly(core, train, stand_in_teacher(train, d, FLAGS.seed),
+                                 steps=FLAGS.train_steps, batch_size=16, seed=FLAGS.seed)
     folded = student_model.fold_batch_norms(core, config.model, d)
     qat = quantization.quantize(folded)
     for _ in range(FLAGS.calibration_passes):

@@ -14,6 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import {BioClipDisposedError, BioClipInputError, BioClipMismatchError} from './errors';
 import {PrototypeStore} from './few_shot';
 import {LabelBank} from './label_bank';
+import {safeL2Normalize} from './precision';
 import {checkImage, ResizeMethod, toModelInput} from './preprocess';
 import {
   AddTaxonOptions, BioClip, Classification, ClassifyOptions, ExportManifest, ImageInput,
@@ -51,6 +52,12 @@ export class BioClipModel implements BioClip {
   readonly numSpecies: number;
   /** Set by load() from measureFloatPrecision(). */
   precision: 'float32' | 'float16' = 'float32';
+  /**
+   * Set by load() on half-float backends: the graph node the output L2-normalizes. The model is
+   * then run up to it and normalized by safeL2Normalize (the graph's own sum of squares
+   * overflows float16 for a long pre-normalization embedding).
+   */
+  preNormalization: string | null = null;
   private disposed = false;
   /** float32 [D, N]: species text embeddings, transposed for one matMul. */
   private readonly speciesTextT: tf.Tensor2D;
@@ -95,6 +102,9 @@ export class BioClipModel implements BioClip {
 
   /** float32 [1, R, R, 3] -> float32 [1, D]. Inside tf.tidy. */
   private embedTensor(input: tf.Tensor4D): tf.Tensor2D {
+    if (this.preNormalization) {
+      return safeL2Normalize(this.model.execute(input, this.preNormalization) as tf.Tensor2D);
+    }
     const out = this.model.predict(input);
     if (!(out instanceof tf.Tensor)) {
       throw new BioClipMismatchError('the model has several outputs; a BioCLIP Lite export has one (the embedding)');

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import {BioClipModel} from './bio_clip_model';
 import {BioClipFormatError, BioClipMismatchError} from './errors';
 import {EXPORT_PATHS, manifestSha256, readGraphModel, readLabelBank, readManifest, resolveRelative} from './io';
-import {measureFloatPrecision} from './precision';
+import {measureFloatPrecision, preNormalizationNode} from './precision';
 import {RESIZE_METHODS} from './preprocess';
 import {BioClip, LoadOptions} from './types';
 
@@ -53,6 +53,7 @@ export async function load(options: LoadOptions): Promise<BioClip> {
     bioClip = new BioClipModel(graph, bank, manifest, resize, manifestSha256(manifest, EXPORT_PATHS.modelJson));
     bioClip.precision = measureFloatPrecision();
     if (bioClip.precision === 'float16') {
+      bioClip.preNormalization = preNormalizationNode(graph);
       const warn = options.onWarning ?? ((message: string) => console.warn(message));
       warn(`react-bio-clip: the ${tf.getBackend()} backend stores tensors as half floats on this device ` +
            '(no float32 render targets, or WEBGL_RENDER_FLOAT32_ENABLED=false), so embeddings differ from the ' +

@@ -4,7 +4,8 @@
 // squeeze-excite, hard-swish and residuals, QAT, exported by bioclip_lite_tf.export):
 //   - float32 textures: every embedding within cosine 0.9999 of Keras, top-1 as Keras;
 //   - half-float textures (WEBGL_RENDER_FLOAT32_ENABLED=false before the first op, as on many
-//     phones): measured and reported, and load() must detect it and warn;
+//     phones): load() must detect it and warn, and its overflow-free normalization must give
+//     finite embeddings where the bare graph's own l2_normalize overflows; cost measured;
 //   - squashResize on WebGL against the Python training resize (camera-sized frames);
 //   - the demo page (browser/demo/): a photo picked through the file input renders the answer
 //     the package computes in Node on cpu; a screenshot goes to runs/browser/.
@@ -100,6 +101,18 @@ test('react-bio-clip in headless Chromium on WebGL', {skip: !FIXTURE && 'set REA
         }
         await page.evaluate(() => window.harness.dispose());
         assert.strictEqual(await page.evaluate(() => window.harness.numTensors()), 0, 'dispose() must free every tensor');
+        // The same graph without the package (its own l2_normalize, whose sum of squares
+        // overflows float16 once the pre-normalization embedding is longer than 256).
+        const squares = photos.filter((p) => p.height === expected.resolution && p.width === expected.resolution);
+        const broken = await page.evaluate((ps) => window.harness.rawGraphBroken('/export/tfjs/model.json', '/fixture/photos', ps),
+                                           squares.map(({name, height, width}) => ({name, height, width})));
+        report.modes[mode].raw_graph_broken_embeddings = `${broken} of ${squares.length}`;
+        if (half) {
+          assert.ok(broken > 0, 'the fixture no longer makes the graph\'s own normalization overflow in half floats, ' +
+                    'so this test does not show that the package avoids it');
+        } else {
+          assert.strictEqual(broken, 0);
+        }
         await page.close();
       });
     }
