@@ -63,7 +63,7 @@ test-python:
 # The camera-path pixel references (textured 1080x1920 and 4032x3024 frames through the training
 # resize, ~90 MB) and the browser fixture (the real MobileNetV3 student exported, ~2 min) are
 # remade only when their script or the Python package changes.
-PY_SOURCES := $(shell find bioclip_lite_tf -name '*.py' 2>/dev/null)
+PY_SOURCES := $(shell find bioclip_lite_tf formats -name '*.py' 2>/dev/null)
 RESIZE_REFERENCE := runs/resize_reference
 BROWSER_FIXTURE := runs/browser_fixture
 
