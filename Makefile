@@ -23,7 +23,7 @@ NODE_DIRS := react-bio-clip
 RBC_BUILD_INPUTS := $(shell find react-bio-clip/src -type f) react-bio-clip/tsconfig.json \
   react-bio-clip/package-lock.json
 
-.PHONY: demo test test-python test-js test-example example-bundle bench setup clean-demo help
+.PHONY: demo test test-python test-js test-browser test-example example-bundle chromium bench bench-browser setup clean-demo help
 
 help:
 	@echo "make demo    run the whole chain on demo data into runs/demo/ (FORCE=1 redoes all)"
@@ -64,15 +64,50 @@ test: setup
 	$(MAKE) --no-print-directory test-python
 	$(MAKE) --no-print-directory test-js
 	$(MAKE) --no-print-directory test-example
+	$(MAKE) --no-print-directory test-browser
 
 test-python:
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
 
 # The JS parity tests run against a fixture that this run's Python export stage makes, so a
 # change on either side of the TF.js boundary is caught in the same `make test`.
-test-js:
+# The camera-path pixel references (textured 1080x1920 and 4032x3024 frames through the training
+# resize, ~90 MB) and the browser fixture (the real MobileNetV3 student exported, ~2 min) are
+# remade only when their script or the Python package changes.
+PY_SOURCES := $(shell find bioclip_lite_tf formats -name '*.py' 2>/dev/null)
+RESIZE_REFERENCE := runs/resize_reference
+BROWSER_FIXTURE := runs/browser_fixture
+
+$(RESIZE_REFERENCE)/frames.json: react-bio-clip/scripts/make_resize_reference.py $(PY_SOURCES)
+	$(PYTHON) react-bio-clip/scripts/make_resize_reference.py --out_dir=$(RESIZE_REFERENCE)
+
+$(BROWSER_FIXTURE)/expected.json: react-bio-clip/scripts/make_browser_fixture.py $(PY_SOURCES)
+	$(PYTHON) react-bio-clip/scripts/make_browser_fixture.py --out_dir=$(BROWSER_FIXTURE)
+
+test-js: $(RESIZE_REFERENCE)/frames.json
 	$(PYTHON) react-bio-clip/scripts/make_fixture.py --out_dir=runs/react_fixture
-	cd react-bio-clip && REACT_BIO_CLIP_FIXTURES=$(CURDIR)/runs/react_fixture npm test
+	cd react-bio-clip && REACT_BIO_CLIP_FIXTURES=$(CURDIR)/runs/react_fixture \
+	  REACT_BIO_CLIP_RESIZE_REFERENCE=$(CURDIR)/$(RESIZE_REFERENCE) npm test
+
+# WebGL in a real browser: Debian's chromium (installed here when missing; never a downloaded
+# browser) driven by puppeteer-core; the demo page's screenshot lands in runs/browser/.
+BROWSER_ENV = REACT_BIO_CLIP_BROWSER_FIXTURE=$(CURDIR)/$(BROWSER_FIXTURE) \
+	REACT_BIO_CLIP_RESIZE_REFERENCE=$(CURDIR)/$(RESIZE_REFERENCE) \
+	REACT_BIO_CLIP_SCREENSHOT_DIR=$(CURDIR)/runs/browser
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update && apt-get install -y chromium; }
+
+test-browser: chromium $(RESIZE_REFERENCE)/frames.json $(BROWSER_FIXTURE)/expected.json
+	cd react-bio-clip && $(BROWSER_ENV) REACT_BIO_CLIP_BROWSER_REPORT=$(CURDIR)/runs/browser/report.json \
+	  npm run test:browser
+
+# The same run, its measurements written where READMEs cite them from.
+bench-browser: setup chromium $(RESIZE_REFERENCE)/frames.json $(BROWSER_FIXTURE)/expected.json
+	cd react-bio-clip && $(BROWSER_ENV) REACT_BIO_CLIP_BROWSER_REPORT=$(CURDIR)/bench/results/webgl_browser.json \
+	  npm run test:browser
+	cd react-bio-clip && node bench/resize_parity.js --reference_dir=$(CURDIR)/$(RESIZE_REFERENCE) \
+	  --out=$(CURDIR)/bench/results/resize_parity.json
 
 # The example Expo app's JS bundles, Hermes bytecode included, for Android and iOS against Expo
 # SDK 58 (react-bio-clip/example) and 57 (example/sdk57): npm ci, tsc and `npx expo export` per

@@ -17,6 +17,7 @@ import {BioClipDisposedError, BioClipInputError, BioClipMismatchError} from './e
 import {PrototypeStore} from './few_shot';
 import {LabelBank} from './label_bank';
 import {ADD_TAXON_OPTIONS, CLASSIFY_OPTIONS, checkOptions, IMAGE_OPTIONS, IMPORT_PROTOTYPES_OPTIONS, SCORING_OPTIONS} from './options';
+import {safeL2Normalize} from './precision';
 import {checkImage, checkInputValues, inputValueStats, ResizeMethod, toModelInput} from './preprocess';
 import {
   AddTaxonOptions, BioClip, Classification, ClassifyEmbeddingOptions, ClassifyOptions, DEFAULT_SPECIES_SIMILARITY_FLOOR,
@@ -59,6 +60,14 @@ export class BioClipModel implements BioClip {
   readonly embedDim: number;
   readonly resolution: number;
   readonly numSpecies: number;
+  /** Set by load() from measureFloatPrecision(). */
+  precision: 'float32' | 'float16' = 'float32';
+  /**
+   * Set by load() on half-float backends: the graph node the output L2-normalizes. The model is
+   * then run up to it and normalized by safeL2Normalize (the graph's own sum of squares
+   * overflows float16 for a long pre-normalization embedding).
+   */
+  preNormalization: string | null = null;
   private disposed = false;
   /** float32 [D, N]: species text embeddings, transposed for one matMul. */
   private readonly speciesTextT: tf.Tensor2D;
@@ -106,6 +115,9 @@ export class BioClipModel implements BioClip {
 
   /** float32 [1, R, R, 3] -> float32 [1, D]. Inside tf.tidy. */
   private embedTensor(input: tf.Tensor4D): tf.Tensor2D {
+    if (this.preNormalization) {
+      return safeL2Normalize(this.model.execute(input, this.preNormalization) as tf.Tensor2D);
+    }
     const out = this.model.predict(input);
     if (!(out instanceof tf.Tensor)) {
       throw new BioClipMismatchError('the model has several outputs; a BioCLIP Lite export has one (the embedding)');

@@ -12,5 +12,7 @@ export type {
   UserTaxonScore,
 } from './types';
 export {squashResize} from './preprocess';
+export {measureFloatPrecision} from './precision';
+export type {FloatPrecision} from './precision';
 export type {ResizeMethod} from './preprocess';
 export {version} from './version';

@@ -8,6 +8,8 @@ import {BioClipModel} from './bio_clip_model';
 import {BioClipError, BioClipFormatError, BioClipLoadError, BioClipMismatchError} from './errors';
 import {EXPORT_PATHS, manifestSha256, readGraphModel, readLabelBank, readManifest, resolveRelative} from './io';
 import {checkOptions, LOAD_OPTIONS} from './options';
+import {measureFloatPrecision, preNormalizationNode} from './precision';
+import {RESIZE_METHODS} from './preprocess';
 import {BioClip, LoadOptions} from './types';
 
 /**
@@ -31,8 +33,10 @@ export async function load(options: LoadOptions): Promise<BioClip> {
     }
     manifestSource = resolveRelative(model, '../manifest.json');
   }
-  const resize = options.resize ?? 'area';
-  if (resize !== 'area' && resize !== 'bilinear') throw new BioClipFormatError(`load: resize must be "area" or "bilinear", got "${resize}"`);
+  const resize = options.resize ?? 'bicubic';
+  if (!RESIZE_METHODS.includes(resize)) {
+    throw new BioClipFormatError(`load: resize must be one of ${RESIZE_METHODS.map((m) => `"${m}"`).join(', ')}, got "${resize}"`);
+  }
   // On React Native the rn-webgl backend registers asynchronously; wait for whichever is chosen.
   await tf.ready();
   const {manifest} = await readManifest(manifestSource);
@@ -49,6 +53,14 @@ export async function load(options: LoadOptions): Promise<BioClip> {
           `${manifest.resolution}, 3]`);
     }
     bioClip = new BioClipModel(graph, bank, manifest, resize, manifestSha256(manifest, EXPORT_PATHS.modelJson));
+    bioClip.precision = measureFloatPrecision();
+    if (bioClip.precision === 'float16') {
+      bioClip.preNormalization = preNormalizationNode(graph);
+      const warn = options.onWarning ?? ((message: string) => console.warn(message));
+      warn(`react-bio-clip: the ${tf.getBackend()} backend stores tensors as half floats on this device ` +
+           '(no float32 render targets, or WEBGL_RENDER_FLOAT32_ENABLED=false), so embeddings differ from the ' +
+           'float32 model and answers close to a tie can change; see the README, "WebGL and half-float textures"');
+    }
     if (!options.skipWarmup) {
       try {
         bioClip.warmUp();

@@ -5,9 +5,9 @@
  */
 import {BioClipInputError} from './errors';
 
-export const LOAD_OPTIONS = ['model', 'labels', 'manifest', 'resize', 'skipWarmup'] as const;
+export const LOAD_OPTIONS = ['model', 'labels', 'manifest', 'resize', 'skipWarmup', 'onWarning'] as const;
 /** loadFromDirectory reads model, labels and manifest itself. */
-export const DIRECTORY_LOAD_OPTIONS = ['resize', 'skipWarmup'] as const;
+export const DIRECTORY_LOAD_OPTIONS = ['resize', 'skipWarmup', 'onWarning'] as const;
 export const IMAGE_OPTIONS = ['allowUnitRange'] as const;
 export const SCORING_OPTIONS = ['topK', 'ranks', 'threshold', 'restrictTo', 'speciesSimilarityFloor', 'userSimilarityFloor'] as const;
 export const CLASSIFY_OPTIONS = [...SCORING_OPTIONS, ...IMAGE_OPTIONS] as const;

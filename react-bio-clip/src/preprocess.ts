@@ -1,20 +1,25 @@
 /**
- * Image -> model input, in tf ops so it runs on the GPU when there is one.
+ * Image -> model input, in tf ops so it runs on the GPU (webgl, rn-webgl) as well as cpu/wasm.
  *
- * The teacher (BioCLIP) squashes the whole photo to 224 x 224 with PIL bicubic, which is
- * antialiased: when shrinking, its kernel widens with the scale factor. TF.js has neither
- * bicubic nor antialias. The closest cheap equivalent in TF.js ops ('area', the default):
- * bilinear to the largest integer multiple k*R <= the photo size (a shrink of less than 2x, so
- * bilinear barely aliases), then a k x k box filter (avgPool) down to R. Geometry stays exact
- * (whole photo, half-pixel centres, as PIL). Measured against PIL bicubic on the fixture photo
- * (448 x 600 -> 224): see README "Preprocessing".
+ * The student was trained on `bioclip_lite_tf.layers.squash_resize`: the whole photo squashed
+ * (no crop) to R x R with `tf.image.resize(..., 'bicubic', antialias=True)`, clipped to 0..255,
+ * kept as float. `squashResize` (resize method 'bicubic', the default) reproduces that: TF's
+ * antialiased resize is `scale_and_translate` with the Keys cubic kernel (a = -0.5), widened by
+ * the shrink factor, sampled at half-pixel centres, its taps clamped to the image and
+ * renormalised. Separable, so it is two matrix products with precomputed weight matrices; for
+ * a large shrink the matrices are split into bands (blocks of output rows that read only a
+ * window of input rows), which keeps a 12 MP frame at a few hundred MFLOP instead of ~8 GFLOP.
+ *
+ * 'area' and 'bilinear' are the earlier, cheaper approximations, kept for comparison
+ * (README "Preprocessing" gives the measured differences of all three).
  */
 import * as tf from '@tensorflow/tfjs';
 
 import {BioClipInputError} from './errors';
 import {ImageInput, PixelData} from './types';
 
-export type ResizeMethod = 'area' | 'bilinear';
+export type ResizeMethod = 'bicubic' | 'area' | 'bilinear';
+export const RESIZE_METHODS: readonly ResizeMethod[] = ['bicubic', 'area', 'bilinear'];
 
 function isTensor(image: unknown): image is tf.Tensor {
   return image instanceof tf.Tensor;
@@ -123,6 +128,7 @@ export function toRgbFloat(image: ImageInput): tf.Tensor3D {
 export function squash(rgb: tf.Tensor3D, resolution: number, method: ResizeMethod): tf.Tensor3D {
   const [height, width] = rgb.shape;
   if (height === resolution && width === resolution) return rgb;
+  if (method === 'bicubic') return cubicSquash(rgb, resolution);
   if (method === 'bilinear') {
     return tf.image.resizeBilinear(rgb, [resolution, resolution], false, true);
   }
@@ -136,8 +142,222 @@ export function squash(rgb: tf.Tensor3D, resolution: number, method: ResizeMetho
   return out;
 }
 
+/**
+ * The student's training preprocessing, for camera frames and photos alike: squashes the whole
+ * image (no crop, aspect ratio ignored) to `resolution` x `resolution` exactly as
+ * `bioclip_lite_tf.layers.squash_resize` does in Python (tf.image.resize bicubic with
+ * antialias=True, then clipped to 0..255). Runs in tf ops (two banded matrix products), so on
+ * the GPU with the webgl / rn-webgl backends and on cpu / wasm alike.
+ *
+ * @param image int32 or float32 tf.Tensor3D [H, W, 3] or [H, W, 4] (alpha dropped), values
+ *     0..255, any H and W (a camera frame, `tf.browser.fromPixels`, a decoded photo); or
+ *     `{data, width, height}` RGB/RGBA bytes. Never disposed here.
+ * @param resolution the model's input side R (`bioClip.resolution`).
+ * @returns a new float32 tf.Tensor3D [R, R, 3], values 0..255 (not rounded: training does not
+ *     round either). The caller disposes it. An R x R image comes back unchanged (as float32).
+ * @throws BioClipInputError for a bad image or resolution.
+ */
+export function squashResize(image: ImageInput, resolution: number): tf.Tensor3D {
+  checkImage(image, 'squashResize');
+  if (!Number.isInteger(resolution) || resolution < 1) {
+    throw new BioClipInputError(`squashResize: resolution must be a positive integer, got ${resolution}`);
+  }
+  return tf.tidy(() => cubicSquash(image, resolution));
+}
+
+/** Keys' cubic convolution kernel with a = -0.5 (the one TF's 'keyscubic' and PIL use). */
+function keysCubic(x: number): number {
+  x = Math.abs(x);
+  if (x >= 2) return 0;
+  if (x >= 1) return ((-0.5 * x + 2.5) * x - 4) * x + 2;
+  return (1.5 * x - 2.5) * x * x + 1;
+}
+
+/** Output rows [outStart, outStart + weights.length / inLength) read input rows [inStart, + inLength). */
+interface Band {
+  outStart: number;
+  outLength: number;
+  inStart: number;
+  inLength: number;
+  /** float32 [outLength, inLength], row-major. */
+  weights: Float32Array;
+}
+
+/**
+ * Resampling weights along one axis, inSize -> outSize, as TF's ScaleAndTranslate computes them
+ * (scale = out / in, no translation, antialias): output x samples the input at
+ * (x + 0.5) / scale; the kernel is stretched by kernelScale = max(1 / scale, 1) (so when
+ * shrinking it low-passes as well as interpolates); taps j in [ceil(s - 2 k - 0.5),
+ * floor(s + 2 k - 0.5)] clamped to the image, weight keysCubic((j + 0.5 - s) / k), normalised
+ * to sum 1. Returns per output: first tap and its weights.
+ */
+function axisTaps(inSize: number, outSize: number): {starts: Int32Array; taps: Float64Array[]} {
+  const f = Math.fround;
+  const invScale = f(1 / f(outSize / inSize));
+  const kernelScale = Math.max(invScale, 1);
+  const radius = 2 * kernelScale;
+  const starts = new Int32Array(outSize);
+  const taps: Float64Array[] = [];
+  for (let x = 0; x < outSize; ++x) {
+    const sample = f((x + 0.5) * invScale);
+    const start = Math.min(Math.max(Math.ceil(sample - radius - 0.5), 0), inSize - 1);
+    const end = Math.min(Math.max(Math.floor(sample + radius - 0.5), 0), inSize - 1) + 1;
+    const w = new Float64Array(end - start);
+    let sum = 0;
+    for (let j = start; j < end; ++j) {
+      w[j - start] = keysCubic((j + 0.5 - sample) / kernelScale);
+      sum += w[j - start];
+    }
+    if (Math.abs(sum) > 0) for (let i = 0; i < w.length; ++i) w[i] /= sum;
+    starts[x] = start;
+    taps.push(w);
+  }
+  return {starts, taps};
+}
+
+/**
+ * The taps as dense bands. A mild resize (or an enlargement) is one dense [out, in] matrix. A
+ * shrink by more than 2x is split into bands of B output rows, B chosen so that a band's input
+ * window is about three times the kernel's footprint (fewer, larger products ran faster on
+ * wasm than the minimal-work choice); all bands have the same window length (windows
+ * at the image's end are shifted inwards, their extra weights zero), so on WebGL every band
+ * reuses the same compiled shaders.
+ */
+function axisBands(inSize: number, outSize: number): Band[] {
+  const {starts, taps} = axisTaps(inSize, outSize);
+  let bandRows = outSize;
+  if (inSize > 2 * outSize) {
+    const footprint = Math.max(...taps.map((t) => t.length));
+    bandRows = Math.max(1, Math.min(outSize, Math.round(2 * footprint * outSize / inSize)));
+  }
+  const groups: Array<[number, number]> = [];
+  for (let o = 0; o < outSize; o += bandRows) groups.push([o, Math.min(outSize, o + bandRows)]);
+  let window = 0;
+  for (const [a, b] of groups) {
+    const lo = starts[a];
+    let hi = lo;
+    for (let x = a; x < b; ++x) hi = Math.max(hi, starts[x] + taps[x].length);
+    window = Math.max(window, hi - lo);
+  }
+  return groups.map(([a, b]) => {
+    const inStart = Math.max(0, Math.min(starts[a], inSize - window));
+    const weights = new Float32Array((b - a) * window);
+    for (let x = a; x < b; ++x) {
+      const row = (x - a) * window;
+      taps[x].forEach((w, i) => { weights[row + starts[x] - inStart + i] = w; });
+    }
+    return {outStart: a, outLength: b - a, inStart, inLength: window, weights};
+  });
+}
+
+const bandCache = new Map<string, Band[]>();
+const BAND_CACHE_SIZE = 8;
+
+function cachedBands(inSize: number, outSize: number): Band[] {
+  const key = `${inSize}>${outSize}`;
+  let bands = bandCache.get(key);
+  if (bands) {
+    bandCache.delete(key);
+  } else {
+    bands = axisBands(inSize, outSize);
+    if (bandCache.size >= BAND_CACHE_SIZE) bandCache.delete(bandCache.keys().next().value as string);
+  }
+  bandCache.set(key, bands);  // most recently used last
+  return bands;
+}
+
+const DROP_ALPHA = new Float32Array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]);
+
+/** Backends whose tensors live in JS / wasm memory, where reading a frame back costs a copy at most. */
+const HOST_MEMORY_BACKENDS = new Set(['cpu', 'wasm']);
+
+/**
+ * An image seen as float32 rows [H, W*C] (C = 3 or 4), from which bands of rows are taken.
+ * On GPU backends a band is a tf.slice (a shader). On cpu / wasm, tf.slice of a large 2-D tensor
+ * is slow on wasm (measured 160 ms per 145 x 12k band) and the pixels already sit in host
+ * memory, so the values are read once and each band is a tensor made from a subarray.
+ */
+interface RowSource {
+  rows: number;
+  cols: number;
+  all(): tf.Tensor2D;
+  band(start: number, length: number): tf.Tensor2D;
+}
+
+function deviceRows(x: tf.Tensor2D): RowSource {
+  const [rows, cols] = x.shape;
+  return {rows, cols, all: () => x, band: (start, length) => tf.slice2d(x, [start, 0], [length, cols])};
+}
+
+function hostRows(values: Float32Array | Int32Array | Uint8Array | Uint8ClampedArray, rows: number, cols: number): RowSource {
+  const band = (start: number, length: number) => {
+    const view = values.subarray(start * cols, (start + length) * cols);
+    return tf.tensor2d(view instanceof Float32Array ? view : new Float32Array(view), [length, cols], 'float32');
+  };
+  return {rows, cols, all: () => band(0, rows), band};
+}
+
+function tensorRows(x: tf.Tensor2D): RowSource {
+  if (!HOST_MEMORY_BACKENDS.has(tf.getBackend())) return deviceRows(x);
+  return hostRows(x.dataSync() as Float32Array, x.shape[0], x.shape[1]);
+}
+
+function imageRows(image: ImageInput): RowSource {
+  if (image instanceof tf.Tensor) {
+    const [rows, width, channels] = image.shape as [number, number, number];
+    if (!HOST_MEMORY_BACKENDS.has(tf.getBackend())) {
+      return deviceRows(tf.reshape(tf.cast(image, 'float32'), [rows, width * channels]) as tf.Tensor2D);
+    }
+    return hostRows(image.dataSync() as Float32Array | Int32Array, rows, width * channels);
+  }
+  const channels = image.data.length / (image.width * image.height);
+  return hostRows(image.data, image.height, image.width * channels);
+}
+
+/** Rows [in, C] -> float32 [out, C]: the axis-0 resample as banded matMuls. In tf.tidy. */
+function resampleRows(source: RowSource, outSize: number): tf.Tensor2D {
+  const bands = cachedBands(source.rows, outSize);
+  const parts = bands.map((band): tf.Tensor2D => {
+    const w = tf.tensor2d(band.weights, [band.outLength, band.inLength], 'float32');
+    const rows = band.inLength === source.rows ? source.all() : source.band(band.inStart, band.inLength);
+    return tf.matMul(w, rows);
+  });
+  return parts.length === 1 ? parts[0] : tf.concat2d(parts, 0);
+}
+
+/**
+ * ImageInput (any size, 3 or 4 channels, int32 / float32 / bytes) -> float32 [R, R, 3]:
+ * tf.image.resize bicubic antialias, then clip to 0..255. In tf.tidy.
+ */
+function cubicSquash(image: ImageInput, resolution: number): tf.Tensor3D {
+  const [width, channels] = image instanceof tf.Tensor ?
+      [image.shape[1] as number, image.shape[2] as number] :
+      [image.width, image.data.length / (image.width * image.height)];
+  const source = imageRows(image);
+  // Height first: that product reads the big image as it lies ([H, W*C]); the alpha channel
+  // rides along (cheaper than slicing it off the full frame) and is dropped once shrunk. Only
+  // the already shrunken [R, W, C] is transposed for the width pass.
+  const tall = source.rows === resolution ? source.all() : resampleRows(source, resolution);
+  let out = tf.reshape(tall, [resolution, width, channels]) as tf.Tensor3D;
+  if (width !== resolution) {
+    const columns = tf.reshape(tf.transpose(out, [1, 0, 2]), [width, resolution * channels]) as tf.Tensor2D;
+    out = tf.transpose(tf.reshape(resampleRows(tensorRows(columns), resolution), [resolution, resolution, channels]), [1, 0, 2]);
+  }
+  if (channels === 4) {
+    // Drop alpha with a 0/1 matMul (exact for finite values): a strided slice is far slower on
+    // the cpu and wasm backends.
+    out = tf.reshape(tf.matMul(tf.reshape(out, [resolution * resolution, 4]), tf.tensor2d(DROP_ALPHA, [4, 3])),
+                     [resolution, resolution, 3]);
+  }
+  // Cubic weights are negative at the tails, so sharp edges overshoot 0..255; training clips.
+  return tf.clipByValue(out, 0, 255);
+}
+
 /** ImageInput -> float32 [1, R, R, 3], 0..255, the model's input. Call inside tf.tidy. */
 export function toModelInput(image: ImageInput, resolution: number, method: ResizeMethod): tf.Tensor4D {
+  // Bicubic (the training resize) reads the raw image, bytes or tensor, RGBA included, without
+  // a full-size float copy; the other methods squash the float pixels.
+  if (method === 'bicubic') return tf.expandDims(cubicSquash(image, resolution), 0);
   return tf.expandDims(dropAlpha(squash(toFloatPixels(image), resolution, method)), 0);
 }
 
@@ -167,24 +387,4 @@ export function checkInputValues(stats: ArrayLike<number>, where: string, allowU
         'multiply by 255 (the normalization is inside the model). If this really is a very dark 0..255 image, ' +
         'pass {allowUnitRange: true}');
   }
-}
-
-/**
- * The one function that turns a camera frame or photo into the model's R x R input: float32
- * [R, R, 3], 0..255, a new tensor the caller disposes. `image` is an int32/float32 Tensor3D
- * [H, W, 3|4] (never disposed here) or {data, width, height}.
- *
- * NOTE: a stand-in with the final signature, so that <BioClipCamera> can call the core's
- * exported preprocessing already; the antialiased bicubic squash that reproduces the training
- * preprocessing (issue 14, item 4) replaces the body. It delegates to `squash` ('area').
- */
-export function squashResize(image: ImageInput, resolution: number): tf.Tensor3D {
-  checkImage(image, 'squashResize');
-  if (!Number.isInteger(resolution) || resolution < 1) {
-    throw new BioClipInputError(`squashResize: resolution must be a positive integer, got ${resolution}`);
-  }
-  return tf.tidy(() => {
-    const out = squash(toRgbFloat(image), resolution, 'area');
-    return out === image ? tf.clone(out) : out;
-  });
 }

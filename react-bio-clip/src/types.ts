@@ -104,13 +104,21 @@ export interface LoadOptions {
    */
   manifest?: string | ExportManifest;
   /**
-   * How a photo larger than R x R is shrunk. 'area' (default): bilinear to the nearest integer
-   * multiple of R, then a box filter, close to the teacher's antialiased bicubic.
-   * 'bilinear': one tf.image.resizeBilinear (cheaper, aliases when shrinking a lot).
+   * How an image that is not R x R is squashed to R x R. 'bicubic' (default): the student's
+   * training preprocessing, `squashResize` (TF's antialiased bicubic, in tf ops).
+   * 'area': bilinear to the nearest integer multiple of R, then a box filter (cheaper, about
+   * 2 levels off on textured frames). 'bilinear': one tf.image.resizeBilinear (cheapest,
+   * aliases when shrinking a lot). README "Preprocessing" has the measured differences.
    */
-  resize?: 'area' | 'bilinear';
+  resize?: 'bicubic' | 'area' | 'bilinear';
   /** Skip the warm-up inference inside load (it compiles shaders on WebGL). Default false. */
   skipWarmup?: boolean;
+  /**
+   * Receives load's warnings; default `console.warn`. Today one: the backend keeps tensors in
+   * half-float textures (many phone GPUs under webgl / rn-webgl), so embeddings drift from the
+   * float32 model and near-tie answers can change (README "WebGL and half-float textures").
+   */
+  onWarning?: (message: string) => void;
 }
 
 /** Options of every call that takes an image (embed, classify, addTaxon). */
@@ -251,6 +259,11 @@ export interface BioClip {
   readonly resolution: number;
   readonly manifest: ExportManifest;
   readonly numSpecies: number;
+  /**
+   * The float precision the backend stored tensors in, measured at load ('float16' under WebGL
+   * without float32 render targets; load then warned through `onWarning`).
+   */
+  readonly precision: 'float32' | 'float16';
   /** The photo's L2-normalized embedding, float32 [D]. Synchronous (reads back from the GPU). */
   embed(image: ImageInput, options?: ImageOptions): Float32Array;
   /** Zero-shot hierarchical answer for one photo or camera frame. */

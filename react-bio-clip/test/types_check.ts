@@ -3,7 +3,8 @@
 import * as tf from '@tensorflow/tfjs';
 import {
   BioClip, BioClipError, BioClipInputError, Classification, ClassifyEmbeddingOptions, ClassifyOptions,
-  DEFAULT_SPECIES_SIMILARITY_FLOOR, DEFAULT_USER_SIMILARITY_FLOOR, load, PrototypesJson, RANKS, Rank, TaxonScore,
+  DEFAULT_SPECIES_SIMILARITY_FLOOR, DEFAULT_USER_SIMILARITY_FLOOR, FloatPrecision, load,
+  measureFloatPrecision, PrototypesJson, RANKS, Rank, ResizeMethod, squashResize, TaxonScore,
   UserTaxonScore, version,
 } from 'react-bio-clip';
 import {loadFromDirectory, loadGraphModelFromDirectory, readLabelsDirectory, readModelDirectory} from 'react-bio-clip/node';
@@ -23,6 +24,10 @@ export async function app(): Promise<string> {
   });
   const frame: tf.Tensor3D = tf.zeros([480, 640, 3], 'int32');
   const embedding: Float32Array = bioClip.embed(frame);
+  const squashed: tf.Tensor3D = squashResize(frame, bioClip.resolution);
+  const precision: FloatPrecision = bioClip.precision === 'float16' ? 'float16' : measureFloatPrecision();
+  const method: ResizeMethod = 'bicubic';
+  await load({model: 'm.json', labels: 'l.json', resize: method, onWarning: (message: string) => message.length});
   const options: ClassifyOptions = {topK: 3, ranks: ['genus', 'species'], threshold: 0.8, restrictTo: ['Aves']};
   const result: Classification = await bioClip.classify({data: new Uint8ClampedArray(4), width: 1, height: 1}, options);
   const best: TaxonScore | null = result.best;
@@ -46,5 +51,5 @@ export async function app(): Promise<string> {
     if (error instanceof BioClipInputError && error.code === 'BAD_INPUT') return error.message;
     if (error instanceof BioClipError) return error.code;
   }
-  return [version, embedding.length, best?.name, genus?.length, rank, hook, props, bundle, graph.inputs.length, pieces.numSpecies, abstained, userCosine].join();
+  return [version, embedding.length, squashed.shape, precision, best?.name, genus?.length, rank, hook, props, bundle, graph.inputs.length, pieces.numSpecies, abstained, userCosine].join();
 }

@@ -44,7 +44,7 @@ export function useBioClip(source: BioClipSource): UseBioClipResult {
     throw new BioClipInputError(
         'useBioClip: pass the load options, a promise of them or a function returning them');
   }
-  const {model, labels, manifest, resize, skipWarmup} = options ?? ({} as Partial<LoadOptions>);
+  const {model, labels, manifest, resize, skipWarmup, onWarning} = options ?? ({} as Partial<LoadOptions>);
   // Only the known options are passed on, so a misspelt one is reported here (as status
   // 'error'); a deferred source's options are checked by load() itself.
   const optionNames = options ? Object.keys(options).join(',') : '';
@@ -53,8 +53,8 @@ export function useBioClip(source: BioClipSource): UseBioClipResult {
       [optionNames]);  // eslint-disable-line react-hooks/exhaustive-deps
   // Same number of deps on every render, whichever kind of source it is.
   const stableSource = useMemo<BioClipSource>(
-      () => deferred ?? ({model, labels, manifest, resize, skipWarmup} as LoadOptions),
-      [deferred, model, labels, manifest, resize, skipWarmup]);
+      () => deferred ?? ({model, labels, manifest, resize, skipWarmup, onWarning} as LoadOptions),
+      [deferred, model, labels, manifest, resize, skipWarmup, onWarning]);
   const [state, setState] = useState<UseBioClipResult>({model: null, status: 'loading', error: null});
 
   useEffect(() => {
