@@ -350,7 +350,10 @@ function cubicSquash(image: ImageInput, resolution: number): tf.Tensor3D {
                      [resolution, resolution, 3]);
   }
   // Cubic weights are negative at the tails, so sharp edges overshoot 0..255; training clips.
-  return tf.clipByValue(out, 0, 255);
+  // Non-finite values pass unclipped (wasm's clip turns NaN into a number), so the input check
+  // still sees a NaN or Infinity of the photo.
+  const clipped = tf.clipByValue(out, 0, 255);
+  return tf.where(tf.isFinite(out), clipped, out);
 }
 
 /** ImageInput -> float32 [1, R, R, 3], 0..255, the model's input. Call inside tf.tidy. */
