@@ -2,7 +2,7 @@
 'use strict';
 /**
  * Camera-path pixels before and after: each resize path of the package against the student's
- * training input (bioclip_lite_tf.layers.squash_resize), in 0..255 levels.
+ * training input (bioclip_lite_tf.model.layers.squash_resize), in 0..255 levels.
  *
  *   python react-bio-clip/scripts/make_resize_reference.py --out_dir=DIR    (from the repo root)
  *   node bench/resize_parity.js --reference_dir=DIR [--out=../bench/results/resize_parity.json]
@@ -41,7 +41,7 @@ const runs = Number(args.runs ?? 3);
 async function main() {
   const {resolution: R, frames} = ref.readReference(args.reference_dir);
   const result = {
-    what: 'mean and max |resize(frame) - training input| in 0..255 levels; training input = bioclip_lite_tf.layers.squash_resize (tf.image.resize bicubic antialias, clipped, float)',
+    what: 'mean and max |resize(frame) - training input| in 0..255 levels; training input = bioclip_lite_tf.model.layers.squash_resize (tf.image.resize bicubic antialias, clipped, float)',
     command: 'node bench/resize_parity.js --reference_dir=DIR (DIR from scripts/make_resize_reference.py)',
     resolution: R, tfjs: tf.version.tfjs, node: process.version, cpu: os.cpus()[0]?.model ?? 'unknown',
     frames: {},

@@ -41,11 +41,14 @@ from absl import app, flags, logging  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bioclip_lite_tf import export, export_graph, export_testing  # noqa: E402
-from bioclip_lite_tf import model as student_model, quantization  # noqa: E402
+from bioclip_lite_tf import export  # noqa: E402
+from bioclip_lite_tf import model as student_model  # noqa: E402
 from bioclip_lite_tf.configs import demo  # noqa: E402
+from bioclip_lite_tf.export import plain_graph as export_graph  # noqa: E402
 from bioclip_lite_tf.keras import keras  # noqa: E402
-from bioclip_lite_tf.layers import squash_resize  # noqa: E402
+from bioclip_lite_tf.model.layers import squash_resize  # noqa: E402
+from bioclip_lite_tf.optimize import quantization  # noqa: E402
+from bioclip_lite_tf.testing import export_fixtures as export_testing  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out_dir", "runs/browser_fixture", "Directory written (replaced atomically).")
@@ -103,7 +106,7 @@ def main(argv):
     config.model.resolution = r
     config.model.alpha = FLAGS.alpha
     core = student_model.build_student(config.model, d)
-    train = export_testing.synthetic_photos(64, r, seed=FLAGS.seed)
+    train = export.synthetic_photos(64, r, seed=FLAGS.seed)
     # An untrained student says nothing about a trained one's numerics: from scratch,
     # BatchNorm's moving variance (1) is far above the real activations' (about 1e-6 deep in
     # the net, see model.py), and every photo's embedding is nearly the same vector. So:

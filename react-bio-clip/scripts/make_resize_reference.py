@@ -7,7 +7,7 @@ Run from the repo root with the project's venv (the Makefile's test-browser / te
 For each frame it writes, under --out_dir (about 90 MB, never committed: made at test time):
 
   <name>.rgb           uint8 [H, W, 3] row-major: the frame (a camera frame or a decoded photo)
-  <name>.train.f32     float32 [R, R, 3] little-endian: bioclip_lite_tf.layers.squash_resize of
+  <name>.train.f32     float32 [R, R, 3] little-endian: bioclip_lite_tf.model.layers.squash_resize of
                        it, i.e. exactly the student's training input for those pixels
   <name>.pil.u8        uint8 [R, R, 3]: PIL bicubic of it (the teacher's resize), for the record
   frames.json          {resolution, frames: [{name, height, width, texture}]}
@@ -31,7 +31,7 @@ from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bioclip_lite_tf.layers import squash_resize  # noqa: E402  (the training function itself)
+from bioclip_lite_tf.model.layers import squash_resize  # noqa: E402  (the training function itself)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out_dir", "runs/resize_reference", "Directory written (replaced).")

@@ -1,7 +1,7 @@
 /**
  * Image -> model input, in tf ops so it runs on the GPU (webgl, rn-webgl) as well as cpu/wasm.
  *
- * The student was trained on `bioclip_lite_tf.layers.squash_resize`: the whole photo squashed
+ * The student was trained on `bioclip_lite_tf.model.layers.squash_resize`: the whole photo squashed
  * (no crop) to R x R with `tf.image.resize(..., 'bicubic', antialias=True)`, clipped to 0..255,
  * kept as float. `squashResize` (resize method 'bicubic', the default) reproduces that: TF's
  * antialiased resize is `scale_and_translate` with the Keys cubic kernel (a = -0.5), widened by
@@ -145,7 +145,7 @@ export function squash(rgb: tf.Tensor3D, resolution: number, method: ResizeMetho
 /**
  * The student's training preprocessing, for camera frames and photos alike: squashes the whole
  * image (no crop, aspect ratio ignored) to `resolution` x `resolution` exactly as
- * `bioclip_lite_tf.layers.squash_resize` does in Python (tf.image.resize bicubic with
+ * `bioclip_lite_tf.model.layers.squash_resize` does in Python (tf.image.resize bicubic with
  * antialias=True, then clipped to 0..255). Runs in tf ops (two banded matrix products), so on
  * the GPU with the webgl / rn-webgl backends and on cpu / wasm alike.
  *

@@ -1,6 +1,6 @@
 'use strict';
 // The camera path's pixels against Python: squashResize (the function BioClipCamera and
-// classify() call) fed frame tensors, against bioclip_lite_tf.layers.squash_resize of the same
+// classify() call) fed frame tensors, against bioclip_lite_tf.model.layers.squash_resize of the same
 // pixels (the student's training input), on textured 1080 x 1920 and 4032 x 3024 frames.
 // References: scripts/make_resize_reference.py, pointed to by REACT_BIO_CLIP_RESIZE_REFERENCE
 // (`make test-js` makes them; about 90 MB, so they are not committed). Goal (issue 14): mean
