@@ -108,6 +108,7 @@ bench-browser: setup chromium $(RESIZE_REFERENCE)/frames.json $(BROWSER_FIXTURE)
 	  npm run test:browser
 	cd react-bio-clip && node bench/resize_parity.js --reference_dir=$(CURDIR)/$(RESIZE_REFERENCE) \
 	  --out=$(CURDIR)/bench/results/resize_parity.json
+	cd react-bio-clip && node bench/readme_figures.js
 
 # The example Expo app's JS bundles, Hermes bytecode included, for Android and iOS against Expo
 # SDK 58 (react-bio-clip/example) and 57 (example/sdk57): npm ci, tsc and `npx expo export` per
