@@ -18,6 +18,7 @@ const path = require('path');
 const tf = require('@tensorflow/tfjs');
 const {loadFromDirectory} = require('react-bio-clip/node');
 const {launch, newPage, serve, BUILD, ROOT} = require('./browser');
+const {cosine} = require('../test/helpers');
 
 const FIXTURE = process.env.REACT_BIO_CLIP_BROWSER_FIXTURE;
 const RESIZE = process.env.REACT_BIO_CLIP_RESIZE_REFERENCE;
@@ -25,15 +26,6 @@ const REPORT = process.env.REACT_BIO_CLIP_BROWSER_REPORT;
 const SHOTS = process.env.REACT_BIO_CLIP_SCREENSHOT_DIR ?? path.join(ROOT, '..', 'runs', 'browser');
 const COSINE_MIN = 0.9999;
 
-function cosine(a, b) {
-  let dot = 0, na = 0, nb = 0;
-  for (let i = 0; i < a.length; ++i) {
-    dot += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return dot / Math.sqrt(na * nb);
-}
 
 function readF32(file) {
   const buf = fs.readFileSync(file);

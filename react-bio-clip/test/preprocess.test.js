@@ -13,17 +13,8 @@ const h = require('./helpers');
 
 const exp = h.expected();
 const R = exp.resolution;
+const {diffStats} = require('./resize_reference');
 
-function diffStats(a, b) {
-  assert.strictEqual(a.length, b.length);
-  let sum = 0, max = 0;
-  for (let i = 0; i < a.length; ++i) {
-    const d = Math.abs(a[i] - b[i]);
-    sum += d;
-    if (d > max) max = d;
-  }
-  return {mean: sum / a.length, max};
-}
 
 test('jpeg-js decodes like PIL within the stated tolerance', () => {
   const js = h.decodeJpeg('square_a');
