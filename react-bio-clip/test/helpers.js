@@ -257,6 +257,23 @@ function toHalf(value) {
   return sign | half;
 }
 
+/**
+ * "Genus epithet" of species row `index` of an export's bank, read straight from names.bin by
+ * its documented layout (docs/FORMATS.md section 4), not through the package.
+ */
+function speciesShortName(exportDir, index) {
+  const json = JSON.parse(fs.readFileSync(path.join(exportDir, 'labels', 'label_bank.json'), 'utf8'));
+  const names = fs.readFileSync(path.join(exportDir, 'labels', json.names.file));
+  const entry = (rank, i) => {
+    const part = json.names.ranks[rank];
+    const start = names.readUInt32LE(part.offsets_offset + 4 * i);
+    const end = names.readUInt32LE(part.offsets_offset + 4 * (i + 1)) - 1;
+    return names.subarray(part.blob_offset + start, part.blob_offset + end).toString('utf8');
+  };
+  const genus = names.readInt32LE(json.names.ranks.species.parents_offset + 4 * index);
+  return `${entry('genus', genus)} ${entry('species', index)}`;
+}
+
 /** The unit vector on axis 0: the query embedding of handBank. */
 function axis0(embedDim) {
   const e = new Float32Array(embedDim);
@@ -266,5 +283,5 @@ function axis0(embedDim) {
 
 module.exports = {
   FIXTURES, EXPORT_DIR, SMALL_DIR, BACKENDS, RANKS, useBackend, expected, decodeJpeg, readRgb, cosine,
-  fixtureManifest, handBank, axis0, encodeBank, toHalf,
+  fixtureManifest, handBank, axis0, encodeBank, toHalf, speciesShortName,
 };
