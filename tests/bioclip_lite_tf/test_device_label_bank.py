@@ -149,6 +149,21 @@ def test_cli_bad_input_exits_2(tmp_path):
   assert not os.path.exists(tmp_path / "out2" / "label_bank.json")
 
 
+def test_cli_int4_projected_and_bad_projection(tmp_path):
+  src = tmp_path / "ds" / "label_bank"
+  export_testing.write_label_bank(str(src), embed_dim=16)
+  proc = _run(["bioclip_lite_tf.device_label_bank", f"--label_bank_dir={src}",
+               f"--out_dir={tmp_path}/out", "--dtype=int4", "--projection_dim=6"])
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  back = device_format.read_device_label_bank(str(tmp_path / "out"))
+  assert back.dtype == "int4" and back.meta["rows"]["stored_dim"] == 6
+  assert back.species_embeddings.shape == (len(back.table("species")), 16)
+  proc = _run(["bioclip_lite_tf.device_label_bank", f"--label_bank_dir={src}",
+               f"--out_dir={tmp_path}/out2", "--projection_dim=17"])
+  assert proc.returncode == 2 and "projection dim 17" in proc.stderr
+  assert not os.path.exists(tmp_path / "out2" / "label_bank.json")
+
+
 def test_custom_species_list_with_random_teacher(tmp_path):
   """teacher_cache.label_bank (random-weight ViT-B-16 text tower, subprocess) -> converter."""
   species = tmp_path / "checklist.csv"
