@@ -148,8 +148,7 @@ export class LabelBank {
   readonly hasCommonNames: boolean;
   private readonly leaves: Record<Rank, StringTable>;
   private readonly commons: Record<Rank, StringTable> | null;
-  private fullNames?: Map<string, TaxonRef>;
-  private shortNames?: Map<string, TaxonRef[]>;
+  private readonly leafIndex = new Map<Rank, Map<string, number | number[]>>();
 
   private constructor(json: LabelBankJson, init: {
     counts: Record<Rank, number>; parents: Record<Rank, Int32Array>; ancestors: Record<Rank, Int32Array>;
@@ -327,33 +326,57 @@ export class LabelBank {
     return out.reverse();
   }
 
-  /** Finds a taxon by full lineage name, or by short name when that is unambiguous. */
-  resolve(name: string, what = 'restrictTo'): TaxonRef {
-    if (!this.fullNames || !this.shortNames) {
-      // Built on first use only: at 454k species these maps are large.
-      this.fullNames = new Map();
-      this.shortNames = new Map();
-      const full: Record<string, string[]> = {};
-      RANKS.forEach((rank, depth) => {
-        const leaves = this.leaves[rank].list();
-        const up = this.parents[rank];
-        const above = depth > 0 ? full[RANKS[depth - 1]] : null;
-        const names = leaves.map((leaf, i) => (above ? `${above[up[i]]} ${leaf}` : leaf));
-        full[rank] = names;
-        const genera = rank === 'species' ? this.leaves.genus.list() : null;
-        names.forEach((fullName, index) => {
-          const ref = {rank, index};
-          this.fullNames!.set(fullName, ref);
-          const short = genera ? `${genera[up[index]]} ${leaves[index]}` : leaves[index];
-          const list = this.shortNames!.get(short);
-          if (list) list.push(ref); else this.shortNames!.set(short, [ref]);
-        });
+  /** Per rank, leaf name -> rows with that leaf (built once per rank, on first use). */
+  private leafRows(rank: Rank): Map<string, number | number[]> {
+    let map = this.leafIndex.get(rank);
+    if (!map) {
+      map = new Map();
+      this.leaves[rank].list().forEach((leaf, row) => {
+        const seen = map!.get(leaf);
+        if (seen === undefined) map!.set(leaf, row);
+        else if (typeof seen === 'number') map!.set(leaf, [seen, row]);
+        else seen.push(row);
       });
+      this.leafIndex.set(rank, map);
     }
+    return map;
+  }
+
+  private rowsWithLeaf(rank: Rank, leaf: string): number[] {
+    const found = this.leafRows(rank).get(leaf);
+    return found === undefined ? [] : typeof found === 'number' ? [found] : found;
+  }
+
+  /** True when the ancestors of `row` (at `depth`) have the leaves words[0..depth). */
+  private lineageIs(depth: number, row: number, words: string[]): boolean {
+    for (let r = depth; r > 0; --r) {
+      row = this.parents[RANKS[r]][row];
+      if (this.leafName(RANKS[r - 1], row) !== words[r - 1]) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Finds a taxon by full lineage name, or by short name when that is unambiguous. Looks names
+   * up by their last word (one map of leaf names per rank, no map of 454k full names).
+   */
+  resolve(name: string, what = 'restrictTo'): TaxonRef {
     const trimmed = name.trim().replace(/\s+/g, ' ');
-    const exact = this.fullNames.get(trimmed);
-    if (exact) return exact;
-    const matches = this.shortNames.get(trimmed) ?? [];
+    const words = trimmed.split(' ');
+    const leaf = words[words.length - 1];
+    if (words.length <= RANKS.length && trimmed) {
+      const depth = words.length - 1;
+      const exact = this.rowsWithLeaf(RANKS[depth], leaf).filter((row) => this.lineageIs(depth, row, words));
+      if (exact.length) return {rank: RANKS[depth], index: exact[0]};  // full names are unique
+    }
+    const matches: TaxonRef[] = [];
+    if (words.length === 1) {
+      for (const rank of RANKS.slice(0, -1)) for (const index of this.rowsWithLeaf(rank, leaf)) matches.push({rank, index});
+    } else if (words.length === 2) {
+      for (const index of this.rowsWithLeaf('species', leaf)) {
+        if (this.leafName('genus', this.parents.species[index]) === words[0]) matches.push({rank: 'species', index});
+      }
+    }
     if (matches.length === 1) return matches[0];
     if (matches.length > 1) {
       throw new BioClipInputError(
