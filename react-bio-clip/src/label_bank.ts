@@ -8,6 +8,7 @@
 import {BioClipFormatError, BioClipInputError} from './errors';
 import {halfToFloat} from './float16';
 import {LabelBankJson, Rank, RANKS} from './types';
+import {WASM_KERNEL_BASE64} from './wasm_kernel_bytes';
 
 export const SUPPORTED_LABEL_BANK_VERSIONS = [2];
 /** label_bank.json's `format` (formats/device_label_bank.py). */
@@ -35,6 +36,53 @@ export interface PreparedQuery {
   base: number;
   /** int4 only: per byte position j, the 256 possible contributions of that byte. */
   table: Float32Array | null;
+}
+
+/**
+ * int8 rows in a WebAssembly memory, scored by the SIMD kernel of scripts/gen_wasm_kernel.js
+ * (Node, browsers). Layout: rows [n * d] at 0, the float32 query, then a chunk of float32 scores.
+ */
+class WasmInt8Kernel {
+  readonly rows: Int8Array;
+  private readonly query: Float32Array;
+  private readonly out: Float32Array;
+  private readonly score: (q: number, rows: number, n: number, d: number, out: number) => void;
+
+  private constructor(rows: Int8Array, private readonly d: number) {
+    const bytes = rows.length;
+    const queryOffset = Math.ceil(bytes / 16) * 16;
+    const outOffset = queryOffset + 4 * d;
+    const end = outOffset + 4 * SCORE_CHUNK_ROWS;
+    const memory = new WebAssembly.Memory({initial: Math.ceil(end / 65536)});
+    const binary = Uint8Array.from(atob(WASM_KERNEL_BASE64), (c) => c.charCodeAt(0));
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(binary), {env: {memory}});
+    this.score = instance.exports.score_i8 as WasmInt8Kernel['score'];
+    this.rows = new Int8Array(memory.buffer, 0, bytes);
+    this.rows.set(rows);
+    this.query = new Float32Array(memory.buffer, queryOffset, d);
+    this.out = new Float32Array(memory.buffer, outOffset, SCORE_CHUNK_ROWS);
+  }
+
+  /** The kernel holding a copy of `rows`, or null where WebAssembly SIMD is missing (Hermes). */
+  static create(rows: Int8Array, d: number): WasmInt8Kernel | null {
+    if (d % 16 !== 0 || typeof WebAssembly !== 'object' || typeof atob !== 'function') return null;
+    try {
+      return new WasmInt8Kernel(rows, d);
+    } catch {
+      return null;  // no SIMD support, or no memory for the copy: the plain-JS path scores
+    }
+  }
+
+  /** out[start..end) = base + scales[r] * (query . row r). */
+  scoreAll(query: Float64Array, base: number, scales: Float32Array, start: number, end: number, out: Float64Array): void {
+    this.query.set(query);
+    const d = this.d;
+    for (let at = start; at < end; at += SCORE_CHUNK_ROWS) {
+      const count = Math.min(SCORE_CHUNK_ROWS, end - at);
+      this.score(this.query.byteOffset, at * d, count, d, this.out.byteOffset);
+      for (let i = 0; i < count; ++i) out[at + i] = base + scales[at + i] * this.out[i];
+    }
+  }
 }
 
 function fail(where: string, what: string): never {
@@ -125,6 +173,8 @@ function readStrings(bytes: Uint8Array, part: StringPart | undefined, n: number,
 }
 
 export class LabelBank {
+  /** 'auto': int8 banks with a row width that is a multiple of 16 are scored by WebAssembly SIMD where it exists. Tests force 'off'. */
+  static wasm: 'auto' | 'off' = 'auto';
   readonly embedDim: number;
   /** Width of the stored rows: embedDim, or less for a projected bank. */
   readonly storedDim: number;
@@ -149,6 +199,8 @@ export class LabelBank {
   private readonly leaves: Record<Rank, StringTable>;
   private readonly commons: Record<Rank, StringTable> | null;
   private readonly leafIndex = new Map<Rank, Map<string, number | number[]>>();
+  /** Set when the rows live in the WebAssembly kernel's memory (then `rows` is a view of it). */
+  readonly kernel: WasmInt8Kernel | null;
 
   private constructor(json: LabelBankJson, init: {
     counts: Record<Rank, number>; parents: Record<Rank, Int32Array>; ancestors: Record<Rank, Int32Array>;
@@ -157,6 +209,16 @@ export class LabelBank {
   }) {
     this.embedDim = json.embed_dim;
     this.storedDim = json.rows.stored_dim;
+    this.kernel = json.rows.dtype === 'int8' && LabelBank.wasm === 'auto' ?
+      WasmInt8Kernel.create(init.rows as Int8Array, json.rows.stored_dim) : null;
+    if (this.kernel) {
+      // The rows now live in the kernel's memory: copy the small parts so that label_bank.bin
+      // itself can be freed (the bank is then held once).
+      init.rows = this.kernel.rows;
+      init.scales = init.scales!.slice();
+      init.projection = init.projection ? init.projection.slice() : null;
+      init.mean = init.mean ? init.mean.slice() : null;
+    }
     this.numSpecies = json.num_species;
     this.logitScale = json.logit_scale;
     this.dtype = json.rows.dtype;
@@ -523,6 +585,10 @@ export class LabelBank {
     const count = species ? species.length : this.numSpecies;
     const scores = out && out.length >= count ? out : new Float64Array(count);
     const prepared = this.prepare(embedding);
+    if (this.kernel && !species) {
+      this.kernel.scoreAll(prepared.query, prepared.base, this.scales!, 0, count, scores);
+      return scores;
+    }
     for (let start = 0; start < count; start += SCORE_CHUNK_ROWS) {
       this.scoreRows(prepared, species, start, Math.min(count, start + SCORE_CHUNK_ROWS), scores);
     }

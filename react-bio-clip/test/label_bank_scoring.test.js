@@ -10,7 +10,7 @@ const assert = require('node:assert');
 const tf = require('@tensorflow/tfjs');
 const {load} = require('react-bio-clip');
 const {readExportDirectory} = require('react-bio-clip/node');
-const {SCORE_CHUNK_ROWS} = require('../dist/label_bank');
+const {LabelBank, SCORE_CHUNK_ROWS} = require('../dist/label_bank');
 const h = require('./helpers');
 
 /** Deterministic uniform [0, 1) (mulberry32). */
@@ -144,7 +144,11 @@ function checkAgainst(r, ref, lineages, what) {
 
 const N = SCORE_CHUNK_ROWS + 904;  // more than one chunk, and a partial last chunk
 
-test('chunked scoring equals brute-force float scoring', async (t) => {
+// 'auto': int8 rows of a width that is a multiple of 16 go to the WebAssembly SIMD kernel
+// (float32 products and sums, as the float32 matMul before it); 'off': plain JS (Hermes).
+for (const wasm of ['auto', 'off']) test(`chunked scoring equals brute-force float scoring (wasm ${wasm})`, async (t) => {
+  LabelBank.wasm = wasm;
+  t.after(() => { LabelBank.wasm = 'auto'; });
   await h.useBackend('cpu');
   const {model} = await readExportDirectory(h.SMALL_DIR);
   const manifest = h.fixtureManifest();
@@ -177,6 +181,7 @@ test('chunked scoring equals brute-force float scoring', async (t) => {
       const labels = h.encodeBank(lineages, commons, rows, D, {dtype, logitScale: 30, projection});
       manifest.label_bank = {num_species: N, dtype};
       const bioClip = await load({model, labels, manifest, skipWarmup: true});
+      assert.strictEqual(bioClip.bank.kernel !== null, wasm === 'auto' && dtype === 'int8' && !projection, 'which path scores');
       const ref = referenceRows(labels.json, labels.bin);
       for (const [qi, query] of queries.entries()) {
         const r = await bioClip.classifyEmbedding(query, {topK: 8});
@@ -214,14 +219,18 @@ test('the bank stays in its stored bytes: no float32 copy, no tensor', async () 
   assert.ok(withTiny > 0);
   assert.strictEqual(withBig, withTiny, `${N} species: ${withBig} tensor bytes, 1 species: ${withTiny}`);
   const bank = bioClip.bank;
-  assert.strictEqual(bank.rows.buffer, labels.bin.buffer, 'rows are a view of label_bank.bin');
-  assert.strictEqual(bank.rows.length, N * D);
+  // The rows stay int8 [N * D]: a view of label_bank.bin, or (WebAssembly) of the kernel's memory.
   assert.ok(bank.rows instanceof Int8Array);
+  assert.strictEqual(bank.rows.length, N * D);
+  assert.ok(bank.rows.buffer === labels.bin.buffer || (bank.kernel && bank.rows === bank.kernel.rows));
+  assert.ok(!Object.values(bank).some((v) => v instanceof Float32Array && v.length >= N * D), 'no float32 copy of the rows');
   bioClip.dispose();
   small.dispose();
 });
 
-test('restrictTo scores only the allowed rows, gathered once per list', async () => {
+test('restrictTo scores only the allowed rows, gathered once per list', async (t) => {
+  LabelBank.wasm = 'off';  // count the plain-JS scorer's rows (the kernel scores only the whole bank)
+  t.after(() => { LabelBank.wasm = 'auto'; });
   await h.useBackend('cpu');
   const {model} = await readExportDirectory(h.SMALL_DIR);
   const manifest = h.fixtureManifest();
