@@ -2,7 +2,8 @@
  * The device label bank, format version 2 (labels/label_bank.json + label_bank.bin + names.bin
  * [+ common_names.bin], docs/FORMATS.md section 4): the taxonomy as leaf names with parent
  * links, and one text embedding per species kept in its stored precision (int8 / int4 with a
- * float32 scale per row, or float16) and scored in chunks by plain JS. Nowhere is there a
+ * float32 scale per row, or float16) and scored in chunks: plain JS everywhere (Hermes has no
+ * WebAssembly), and int8 rows by a WebAssembly SIMD kernel where it exists. Nowhere is there a
  * float32 copy of the whole bank, and there are no tensors here.
  */
 import {BioClipFormatError, BioClipInputError} from './errors';
