@@ -122,6 +122,15 @@ async function main() {
     classify.push(await time(() => bioClip.classify(input)));
     scoring.push(await time(() => bioClip.classifyEmbedding(embedding)));
   }
+  // The same scoring on the plain-JS path (what Hermes runs), in the same run.
+  const bank = bioClip.bank;
+  const kernel = bank.kernel;
+  const plainJs = [];
+  if (kernel) {
+    bank.kernel = null;
+    for (let i = 0; i < Math.min(runs, 3); ++i) plainJs.push(await time(() => bioClip.classifyEmbedding(embedding)));
+    bank.kernel = kernel;
+  }
   // restrictTo a clade: only its rows are scored (the list's rows are gathered on first use).
   const top = await bioClip.classifyEmbedding(embedding, {topK: 1});
   const family = top.ranks.family[0].taxon;
@@ -166,6 +175,9 @@ async function main() {
     backbone_ms: backboneMs,
     classify_over_backbone: classifyMs / backboneMs,
     scoring_ms: median(scoring),
+    scoring_path: kernel ? 'WebAssembly SIMD kernel (int8)' : 'plain JS',
+    scoring_ms_plain_js: plainJs.length ? median(plainJs) : median(scoring),
+    classify_over_backbone_plain_js: ((plainJs.length ? median(plainJs) : median(scoring)) + backboneMs) / backboneMs,
     restricted,
     backbone: {
       export_dir: path.resolve(exportDir),
