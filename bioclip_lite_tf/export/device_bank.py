@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 import numpy as np
 from absl import logging
 
+from bioclip_lite_tf.export import compact_bank
 from formats import device_label_bank as device_format
 from formats import label_bank as label_bank_format
 from formats.errors import FormatError
@@ -55,8 +56,57 @@ def read_source_label_bank(directory: str, logit_scale: Optional[float] = None
                          float(teacher["logit_scale"]))
 
 
-def write_device_label_bank(source: SourceLabelBank, out_dir: str, dtype: str = "int8") -> dict:
-  """Writes OUT/label_bank.json + .bin; returns the label_bank.json content."""
+def resolve_bank_option(dtype: Optional[str], dims: Optional[str], compact: Optional[str]
+                        ) -> Tuple[str, int]:
+  """The CLIs' --bank_dtype / --bank_dims / --bank_compact -> (dtype, dims).
+
+  compact: an option name of bioclip_lite_tf.export.compact_bank ('pca256_int4', 'int8', ...)
+  or 'default' (compact_bank.DEFAULT_COMPACT, the measured choice); it may not be combined with
+  dtype or dims. dims: '0' (or None) for the full width. Raises FormatError (exit 2 in CLIs).
+  """
+  try:
+    if compact:
+      if dtype or dims not in (None, "", "0"):
+        raise FormatError(f"--bank_compact={compact} sets the dtype and dims itself; do not "
+                          "combine it with --bank_dtype / --bank_dims")
+      return compact_bank.parse_option(compact_bank.DEFAULT_COMPACT if compact == "default"
+                                       else compact)
+    dtype = dtype or "int8"
+    if dtype not in compact_bank.DTYPES:
+      raise FormatError(f"--bank_dtype={dtype!r}: must be one of {compact_bank.DTYPES}")
+    try:
+      dims_value = int(dims or 0)
+    except ValueError:
+      raise FormatError(f"--bank_dims={dims!r}: must be an integer (0: the full width)") from None
+    if dims_value < 0:
+      raise FormatError(f"--bank_dims={dims_value}: must be 0 (the full width) or positive")
+    return dtype, dims_value
+  except compact_bank.CompactOptionError as e:
+    raise FormatError(f"--bank_compact: {e}") from None
+
+
+def write_device_label_bank(source: SourceLabelBank, out_dir: str, dtype: str = "int8",
+                            dims: int = 0, pack: Optional[dict] = None) -> dict:
+  """Writes OUT/label_bank.json + .bin; returns the label_bank.json content.
+
+  pack: how a pack's species were chosen (recorded in the json's `source`), for packs.
+  dtype int8 / float16 at the full width are quantized by the writer itself; int4 and any
+  projection (dims > 0) are encoded by compact_bank and written as stored rows.
+  """
+  where = {"label_bank_dir": os.path.abspath(source.directory)}
+  if pack is not None:
+    where["pack"] = pack
+  extra = {"source": where, "log": logging.info}
+  if dtype in ("int8", "float16") and not dims:
+    return device_format.write_device_label_bank(
+        out_dir, source.tables, source.species_embeddings, source.logit_scale, source.teacher,
+        dtype, **extra)
+  try:
+    bank = compact_bank.encode(source.species_embeddings, dtype, dims)
+  except compact_bank.CompactOptionError as e:
+    raise FormatError(f"{source.directory}: {e}") from None
+  logging.info("device label bank: %s, %d bytes of rows, scales and projection", bank.option,
+               bank.bytes["total"])
   return device_format.write_device_label_bank(
-      out_dir, source.tables, source.species_embeddings, source.logit_scale, source.teacher,
-      dtype, source={"label_bank_dir": os.path.abspath(source.directory)}, log=logging.info)
+      out_dir, source.tables, bank.rows, source.logit_scale, source.teacher, dtype,
+      scales=bank.scales, projection=bank.projection, mean=bank.mean, **extra)
