@@ -1,10 +1,12 @@
 r"""Export the QAT student for devices: TF.js (uint8), TFLite int8, SavedModel, label bank.
 
-  python -m bioclip_lite_tf.export --workdir=WORKDIR --out_dir=EXPORT [--data_dir=TFDS_DIR]
+  python -m bioclip_lite_tf.export --workdir=WORKDIR --out_dir=EXPORT [--data_dir=TFDS_DIR] \
+      [--bank_dtype=int8|int4|float16] [--bank_dims=0|D] [--bank_compact=default|OPTION]
 
 What is written is described in bioclip_lite_tf/export/exporter.py and docs/FORMATS.md
 section 4. Exit status 2 for bad input: no QAT checkpoint, a label bank whose width does not
-match the model, a --data_dir without a dataset.
+match the model, a --data_dir without a dataset, a bank dtype / dims / compact option that is
+not one (checked before anything is built).
 """
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ import sys
 
 from absl import app, flags
 
-from formats import device_label_bank as device_format
 from formats.errors import FormatError
 from bioclip_lite_tf.data import DataError
+from bioclip_lite_tf.export import compact_bank, device_bank
 from bioclip_lite_tf.export.exporter import ExportInputError, export
 
 FLAGS = flags.FLAGS
@@ -26,8 +28,16 @@ flags.DEFINE_string("data_dir", None, "Built tree_of_life_distill dataset (TFDS 
 flags.DEFINE_string("label_bank_dir", None, "A label_bank/ directory to ship instead of the "
                     "dataset's (e.g. from python -m teacher_cache.label_bank).")
 flags.DEFINE_string("phase", "qat", "Which phase's model.h5 to export (qat for release).")
-flags.DEFINE_enum("label_bank_dtype", "int8", list(device_format.DTYPES),
-                  "Storage of the species text embeddings in the device label bank.")
+flags.DEFINE_string("bank_dtype", None, "Storage of the species rows of the device label bank: "
+                    "int8 (default) or int4 with a float32 scale per row, or float16.")
+flags.DEFINE_alias("label_bank_dtype", "bank_dtype")
+flags.DEFINE_string("bank_dims", None, "0 (default): rows at the full embedding width; D > 0: "
+                    "rows projected to D dims by a PCA fitted on the bank (the projection "
+                    "ships with it; scores are q.mean + (q @ P).row).")
+flags.DEFINE_string("bank_compact", None, "A compact bank option instead of --bank_dtype/"
+                    "--bank_dims: 'default' (the measured choice, "
+                    f"{compact_bank.DEFAULT_COMPACT}), or e.g. int4, pca128_int8, pca256_int4 "
+                    "(bench/label_bank_compact.py measures them).")
 flags.DEFINE_integer("num_representative", 200, "Validation photos used to calibrate the "
                      "TFLite int8 activation ranges.")
 
@@ -40,8 +50,15 @@ def main(argv):
     print("error: --workdir and --out_dir are required", file=sys.stderr)
     return 2
   try:
+    bank_dtype, bank_dims = device_bank.resolve_bank_option(FLAGS.bank_dtype, FLAGS.bank_dims,
+                                                            FLAGS.bank_compact)
+  except FormatError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  try:
     manifest = export(FLAGS.workdir, FLAGS.out_dir, FLAGS.data_dir, FLAGS.label_bank_dir,
-                      FLAGS.phase, FLAGS.label_bank_dtype, FLAGS.num_representative)
+                      FLAGS.phase, bank_dtype, FLAGS.num_representative,
+                      label_bank_dims=bank_dims)
   except (ExportInputError, FormatError, DataError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

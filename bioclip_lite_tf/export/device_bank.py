@@ -1,6 +1,6 @@
 """The device label bank of an export, made from a label_bank/ directory.
 
-The format (labels/label_bank.json, label_bank.bin, names.bin, common_names.bin) and its one writer and reader are in
+The format (labels/label_bank.json + label_bank.bin) and its one writer and reader are in
 formats.device_label_bank; this module reads the source label bank (formats.label_bank, with
 its teacher description from wherever the producer put it) and hands both to the writer.
 At 454k species x 512 the int8 bin is 233 MB; species are converted in chunks from the
@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 import numpy as np
 from absl import logging
 
+from bioclip_lite_tf.export import compact_bank
 from formats import device_label_bank as device_format
 from formats import label_bank as label_bank_format
 from formats.errors import FormatError
@@ -55,16 +56,56 @@ def read_source_label_bank(directory: str, logit_scale: Optional[float] = None
                          float(teacher["logit_scale"]))
 
 
-def write_device_label_bank(source: SourceLabelBank, out_dir: str, dtype: str = "int8",
-                            projection_dim: Optional[int] = None) -> dict:
-  """Writes OUT/label_bank.json, label_bank.bin, names.bin (+ common_names.bin); returns the json.
+def resolve_bank_option(dtype: Optional[str], dims: Optional[str], compact: Optional[str]
+                        ) -> Tuple[str, int]:
+  """The CLIs' --bank_dtype / --bank_dims / --bank_compact -> (dtype, dims).
 
-  projection_dim: store rows in this many dimensions, through a PCA fitted on the bank
-  (device_format.fit_projection); None keeps all D.
+  compact: an option name of bioclip_lite_tf.export.compact_bank ('pca256_int4', 'int8', ...)
+  or 'default' (compact_bank.DEFAULT_COMPACT, the measured choice); it may not be combined with
+  dtype or dims. dims: '0' (or None) for the full width. Raises FormatError (exit 2 in CLIs).
   """
-  projection = (device_format.fit_projection(source.species_embeddings, projection_dim)
-                if projection_dim else None)
+  try:
+    if compact:
+      if dtype or dims not in (None, "", "0"):
+        raise FormatError(f"--bank_compact={compact} sets the dtype and dims itself; do not "
+                          "combine it with --bank_dtype / --bank_dims")
+      return compact_bank.parse_option(compact_bank.DEFAULT_COMPACT if compact == "default"
+                                       else compact)
+    dtype = dtype or "int8"
+    if dtype not in compact_bank.DTYPES:
+      raise FormatError(f"--bank_dtype={dtype!r}: must be one of {compact_bank.DTYPES}")
+    try:
+      dims_value = int(dims or 0)
+    except ValueError:
+      raise FormatError(f"--bank_dims={dims!r}: must be an integer (0: the full width)") from None
+    if dims_value < 0:
+      raise FormatError(f"--bank_dims={dims_value}: must be 0 (the full width) or positive")
+    return dtype, dims_value
+  except compact_bank.CompactOptionError as e:
+    raise FormatError(f"--bank_compact: {e}") from None
+
+
+def write_device_label_bank(source: SourceLabelBank, out_dir: str, dtype: str = "int8",
+                            dims: int = 0, pack: Optional[dict] = None) -> dict:
+  """Writes OUT/label_bank.json + .bin; returns the label_bank.json content.
+
+  pack: how a pack's species were chosen (recorded in the json's `source`), for packs.
+  dims > 0: rows are stored in that many dims through compact_bank.fit_pca (a PCA fitted on the
+  bank, turned by a fixed rotation); the writer quantizes to dtype.
+  """
+  where = {"label_bank_dir": os.path.abspath(source.directory)}
+  if pack is not None:
+    where["pack"] = pack
+  if dtype not in compact_bank.DTYPES:
+    raise FormatError(f"bank dtype {dtype!r}: must be one of {compact_bank.DTYPES}")
+  projection = None
+  if dims:
+    try:
+      mean, matrix = compact_bank.fit_pca(source.species_embeddings, dims)
+    except compact_bank.CompactOptionError as e:
+      raise FormatError(f"{source.directory}: {e}") from None
+    projection = device_format.Projection(matrix, mean)
+  logging.info("device label bank: %s", compact_bank.option_name(dtype, dims))
   return device_format.write_device_label_bank(
       out_dir, source.tables, source.species_embeddings, source.logit_scale, source.teacher,
-      dtype, source={"label_bank_dir": os.path.abspath(source.directory)}, log=logging.info,
-      projection=projection)
+      dtype, source=where, log=logging.info, projection=projection)

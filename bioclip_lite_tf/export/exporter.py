@@ -183,18 +183,21 @@ def _write_models(inputs: _Inputs, staging: str, scratch: str, data_dir,
   }
 
 
-def _write_label_bank(inputs: _Inputs, staging: str, dtype: str) -> Optional[dict]:
+def _write_label_bank(inputs: _Inputs, staging: str, dtype: str, dims: int = 0
+                      ) -> Optional[dict]:
   """Step 4: the device label bank, or None when no label bank was given."""
   if inputs.source_bank is None:
     logging.warning("[4/4] no --data_dir or --label_bank_dir: export has no label bank")
     return None
   logging.info("[4/4] writing the device label bank from %s", inputs.bank_dir)
   meta = device_bank.write_device_label_bank(inputs.source_bank,
-                                             os.path.join(staging, LABELS_DIR), dtype)
+                                             os.path.join(staging, LABELS_DIR), dtype, dims)
   return {"path": f"{LABELS_DIR}/{device_bank.device_format.JSON_NAME}",
           "format_version": meta["format_version"],
           "num_species": meta["num_species"],
-          "dtype": meta["dtype"], "logit_scale": meta["logit_scale"]}
+          "dtype": meta["dtype"], "logit_scale": meta["logit_scale"],
+          "stored_dim": meta["rows"]["stored_dim"],
+          "projection": meta.get("projection") is not None}
 
 
 def _manifest(inputs: _Inputs, models: Dict[str, dict], label_bank: Optional[dict],
@@ -229,8 +232,12 @@ def _manifest(inputs: _Inputs, models: Dict[str, dict], label_bank: Optional[dic
 def export(workdir: str, out_dir: str, data_dir: Optional[str] = None,
            label_bank_dir: Optional[str] = None, phase: str = "qat",
            label_bank_dtype: str = "int8", num_representative: int = 200,
-           qat_model: Optional[keras.Model] = None) -> dict:
-  """Runs the whole export; returns manifest.json's content. See the module docstring."""
+           qat_model: Optional[keras.Model] = None, label_bank_dims: int = 0) -> dict:
+  """Runs the whole export; returns manifest.json's content. See the module docstring.
+
+  label_bank_dtype / label_bank_dims: how the species rows are stored (device_bank.
+  write_device_label_bank; dims 0 = full width, else a PCA projection to that many dims).
+  """
   start = time.time()
   inputs = _read_inputs(workdir, data_dir, label_bank_dir, phase, qat_model)
   parent = os.path.dirname(os.path.abspath(out_dir))
@@ -239,7 +246,7 @@ def export(workdir: str, out_dir: str, data_dir: Optional[str] = None,
   scratch = tempfile.mkdtemp(prefix=".export-scratch-", dir=parent)
   try:
     models = _write_models(inputs, staging, scratch, data_dir, num_representative)
-    label_bank = _write_label_bank(inputs, staging, label_bank_dtype)
+    label_bank = _write_label_bank(inputs, staging, label_bank_dtype, label_bank_dims)
     manifest = export_manifest.write_manifest(
         staging, _manifest(inputs, models, label_bank, workdir, phase))
     atomic.replace_dir(staging, out_dir)

@@ -47,7 +47,7 @@ def main(argv):
     tmp = atomic.fresh_tmp_dir(FLAGS.out_dir)
     for name, (dtype, proj) in VARIANTS.items():
       out = os.path.join(tmp, name)
-      device_bank.write_device_label_bank(source, out, dtype, projection_dim=proj)
+      device_bank.write_device_label_bank(source, out, dtype, proj or 0)
       back = device_label_bank.read_device_label_bank(out)
       expected["variants"][name] = {
           "cosines": (queries.astype(np.float64) @ back.species_embeddings.T.astype(np.float64)).tolist(),

@@ -46,9 +46,17 @@ def test_round_trip(tmp_path, dtype):
   err = np.abs(back.species_embeddings - original)
   levels = {"int8": 127, "int4": 7}.get(dtype)
   if levels:
-    # symmetric per-row scale: every value within half a step of the teacher's
-    step = np.abs(original).max(axis=1, keepdims=True) / levels
-    assert np.all(err <= step / 2 + 1e-7)
+    # symmetric per-row scale s (int8: max|row|/127; int4: max|row|/7 times a clip factor in
+    # [0.5, 1]): a value inside the grid is within s/2, a clipped one is off by |x| - levels*s
+    step = np.asarray(back.scales)[:, None]
+    top = np.abs(original).max(axis=1, keepdims=True) / levels
+    if dtype == "int8":
+      assert np.allclose(step, top, rtol=1e-6)
+    assert np.all((step <= top * (1 + 1e-6)) & (step >= top * 0.5 * (1 - 1e-6)))
+    inside = np.abs(original) <= (levels + 0.5) * step
+    assert np.all(err[inside] <= np.broadcast_to(step, err.shape)[inside] / 2 + 1e-7)
+    outside = ~inside
+    assert np.allclose(err[outside], (np.abs(original) - levels * step)[outside], atol=1e-6)
     ratio = {"int8": 3, "int4": 6}[dtype]
     assert os.path.getsize(tmp_path / "out" / "label_bank.bin") < original.nbytes / ratio
   else:
@@ -84,7 +92,7 @@ def test_projected_bank_scores_like_the_original(tmp_path):
   original = np.asarray(source.species_embeddings, np.float64)
   n = len(original)
   d = min(n - 1, 16)
-  meta = dlb.write_device_label_bank(source, str(tmp_path / "out"), "float16", projection_dim=d)
+  meta = dlb.write_device_label_bank(source, str(tmp_path / "out"), "float16", dims=d)
   back = device_format.read_device_label_bank(str(tmp_path / "out"))
   assert meta["rows"]["stored_dim"] == d and meta["projection"]["shape"] == [40, d]
   assert back.stored_rows.shape == (n, d)
@@ -153,14 +161,14 @@ def test_cli_int4_projected_and_bad_projection(tmp_path):
   src = tmp_path / "ds" / "label_bank"
   export_testing.write_label_bank(str(src), embed_dim=16)
   proc = _run(["bioclip_lite_tf.device_label_bank", f"--label_bank_dir={src}",
-               f"--out_dir={tmp_path}/out", "--dtype=int4", "--projection_dim=6"])
+               f"--out_dir={tmp_path}/out", "--bank_dtype=int4", "--bank_dims=6"])
   assert proc.returncode == 0, proc.stderr[-2000:]
   back = device_format.read_device_label_bank(str(tmp_path / "out"))
   assert back.dtype == "int4" and back.meta["rows"]["stored_dim"] == 6
   assert back.species_embeddings.shape == (len(back.table("species")), 16)
   proc = _run(["bioclip_lite_tf.device_label_bank", f"--label_bank_dir={src}",
-               f"--out_dir={tmp_path}/out2", "--projection_dim=17"])
-  assert proc.returncode == 2 and "projection dim 17" in proc.stderr
+               f"--out_dir={tmp_path}/out2", "--bank_dims=17"])
+  assert proc.returncode == 2 and "projection to 17 dims" in proc.stderr
   assert not os.path.exists(tmp_path / "out2" / "label_bank.json")
 
 
