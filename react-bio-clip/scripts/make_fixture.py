@@ -174,7 +174,7 @@ def _write_source_label_bank(directory: str, text_embeddings: np.ndarray, logit_
 
 
 def project_export(export_dir: str, resolution: int, embed_dim: int, text_embeddings: np.ndarray,
-                   logit_scale: float, dtype: str, seed: int):
+                   logit_scale: float, dtype: str, seed: int, drop=("tflite", "saved_model")):
   """Exports a tiny, briefly trained QAT student with bioclip_lite_tf.export.export.
 
   Returns a function float32 [n, R, R, 3] 0..255 -> float32 [n, D]: the Python-side reference
@@ -196,10 +196,10 @@ def project_export(export_dir: str, resolution: int, embed_dim: int, text_embedd
     _write_source_label_bank(bank_dir, text_embeddings, logit_scale)
     export.export(workdir=scratch, out_dir=export_dir, label_bank_dir=bank_dir,
                   label_bank_dtype=dtype, num_representative=4, qat_model=qat)
-  # The npm package reads only tfjs/, labels/ and manifest.json; the TFLite model and the
-  # SavedModel stay listed in the manifest but are dropped to keep the fixture small.
+  # The npm package reads only tfjs/, labels/ and manifest.json (react-bio-clip/tflite also
+  # tflite/); the rest stays listed in the manifest but is dropped (`drop`) to keep it small.
   import shutil
-  for unused in ("tflite", "saved_model"):
+  for unused in drop:
     shutil.rmtree(os.path.join(export_dir, unused), ignore_errors=True)
   return lambda images: export_graph.weights_only_reference(qat, images)
 

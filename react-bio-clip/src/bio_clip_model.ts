@@ -2,7 +2,8 @@
  * The implementation behind the BioClip interface (private: create it with load()).
  *
  * Per photo, all in tf ops inside one tf.tidy (so on the GPU when there is one):
- *   image -> float32 [1, R, R, 3] (squash) -> graph model -> embedding [1, D] (L2-normalized)
+ *   image -> float32 [1, R, R, 3] (squash) -> Embedder (the TF.js graph model, or TFLite via
+ *   react-bio-clip/tflite) -> embedding [1, D] (L2-normalized)
  *   cosines [N] = embedding . species_text_embedding   (N species of the label bank)
  *   (restrictTo: disallowed species get -1e30, so the softmax renormalizes over the allowed ones)
  *   logits = logit_scale * cosines; p = softmax(logits); the best cosine (the species floor);
@@ -13,11 +14,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 
+import {Embedder} from './embedder';
 import {BioClipDisposedError, BioClipInputError, BioClipMismatchError} from './errors';
 import {PrototypeStore} from './few_shot';
 import {LabelBank} from './label_bank';
 import {ADD_TAXON_OPTIONS, CLASSIFY_OPTIONS, checkOptions, IMAGE_OPTIONS, IMPORT_PROTOTYPES_OPTIONS, SCORING_OPTIONS} from './options';
-import {safeL2Normalize} from './precision';
 import {checkImage, checkInputValues, inputValueStats, ResizeMethod, toModelInput} from './preprocess';
 import {
   AddTaxonOptions, BioClip, Classification, ClassifyEmbeddingOptions, ClassifyOptions, DEFAULT_SPECIES_SIMILARITY_FLOOR,
@@ -62,12 +63,6 @@ export class BioClipModel implements BioClip {
   readonly numSpecies: number;
   /** Set by load() from measureFloatPrecision(). */
   precision: 'float32' | 'float16' = 'float32';
-  /**
-   * Set by load() on half-float backends: the graph node the output L2-normalizes. The model is
-   * then run up to it and normalized by safeL2Normalize (the graph's own sum of squares
-   * overflows float16 for a long pre-normalization embedding).
-   */
-  preNormalization: string | null = null;
   private disposed = false;
   /** float32 [D, N]: species text embeddings, transposed for one matMul. */
   private readonly speciesTextT: tf.Tensor2D;
@@ -82,7 +77,7 @@ export class BioClipModel implements BioClip {
   } | null = null;
 
   constructor(
-      private readonly model: tf.GraphModel, private readonly bank: LabelBank,
+      private readonly embedder: Embedder, private readonly bank: LabelBank,
       readonly manifest: ExportManifest, private readonly resizeMethod: ResizeMethod,
       modelSha256: string | null) {
     this.embedDim = manifest.embed_dim;
@@ -115,14 +110,7 @@ export class BioClipModel implements BioClip {
 
   /** float32 [1, R, R, 3] -> float32 [1, D]. Inside tf.tidy. */
   private embedTensor(input: tf.Tensor4D): tf.Tensor2D {
-    if (this.preNormalization) {
-      return safeL2Normalize(this.model.execute(input, this.preNormalization) as tf.Tensor2D);
-    }
-    const out = this.model.predict(input);
-    if (!(out instanceof tf.Tensor)) {
-      throw new BioClipMismatchError('the model has several outputs; a BioCLIP Lite export has one (the embedding)');
-    }
-    return out as tf.Tensor2D;
+    return this.embedder.embed(input);
   }
 
   /** image -> its embedding [1, D] and value checks. Inside tf.tidy. */
@@ -416,7 +404,7 @@ export class BioClipModel implements BioClip {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.model.dispose();
+    this.embedder.dispose();
     this.speciesTextT.dispose();
     this.ancestorIds.forEach((t) => t.dispose());
     this.restrictions.forEach((r) => r.biasTensor?.dispose());
