@@ -10,7 +10,7 @@ What it writes under --out_dir (all small; the whole fixture stays well under 1 
                               of docs/FORMATS.md section 4
                               (manifest.json, tfjs/model.json + shards, labels/label_bank.{json,bin})
                               made by the project's own export stage (bioclip_lite_tf.export.export
-                              on a tiny QAT student; tflite/ and saved_model/ are then deleted to
+                              on a tiny QAT student; saved_model/ (and export_small/'s tflite/) are then deleted to
                               keep the fixture small)
   photos/<name>.jpg           the photos, JPEG bytes as a phone or TreeOfLife would give them
   photos/square_a.rgb         Python's (PIL/libjpeg) decode of that JPEG, uint8 [R, R, 3] row-major
@@ -224,8 +224,9 @@ def main(argv):
   logit_scale = 100.0
 
   small_dir = os.path.join(staging, "export_small")
+  # export/ keeps its TFLite model: the example app's TFLite screen bundles it.
   reference = project_export(export_dir, resolution, embed_dim, text, logit_scale,
-                             FLAGS.label_dtype, FLAGS.seed)
+                             FLAGS.label_dtype, FLAGS.seed, drop=("saved_model",))
   project_export(small_dir, FLAGS.small_resolution, embed_dim, text, logit_scale,
                  FLAGS.label_dtype, FLAGS.seed + 1)
 
