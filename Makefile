@@ -118,7 +118,7 @@ bench-browser: setup chromium $(RESIZE_REFERENCE)/frames.json $(BROWSER_FIXTURE)
 EXAMPLE_BUNDLES := node react-bio-clip/example/scripts/build_bundles.js --export_dir=runs/react_fixture/export
 
 test-example:
-	@test -f runs/react_fixture/export/manifest.json || \
+	@test -f runs/react_fixture/export/tflite/model_int8.tflite || \
 	  $(PYTHON) react-bio-clip/scripts/make_fixture.py --out_dir=runs/react_fixture
 	$(EXAMPLE_BUNDLES) --check_readme=react-bio-clip/README.md
 

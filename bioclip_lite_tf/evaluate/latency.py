@@ -5,7 +5,7 @@ Runtimes (per photo, batch 1, median of `runs` after warm-up):
   tflite_xnnpack     the full-integer int8 model, tf.lite.Interpreter (XNNPACK delegate on)
   tfjs_wasm_node     the TF.js graph model in Node, @tensorflow/tfjs-backend-wasm
   teacher_torch_cpu  open_clip ViT-B-16 (BioCLIP's architecture; random weights cost the same)
-                     in a subprocess: TensorFlow-side code never imports torch.
+                     image tower, in a subprocess: TensorFlow-side code never imports torch.
 Other resolutions use the same weights: the student is fully convolutional up to a global
 pool, so the graph is rebuilt with a new input size and converted again.
 """
@@ -122,9 +122,12 @@ def convert_tfjs_at(model: keras.Model, out_dir: str) -> None:
 
 
 def tfjs_bench(model_dir: str, resolution: int, runs: int, backend: str = "wasm",
-               label_bank_dir: Optional[str] = None) -> dict:
+               label_bank_dir: Optional[str] = None, profile: bool = False) -> dict:
+  """run_tfjs.js bench; profile=True adds `kernel_profile` (per-kernel times, tf.profile)."""
   args = ["bench", f"--model_dir={model_dir}", f"--resolution={resolution}", f"--runs={runs}",
           f"--backend={backend}"]
+  if profile:
+    args.append("--profile=1")
   if label_bank_dir and os.path.isfile(os.path.join(label_bank_dir, "label_bank.json")):
     args.append(f"--label_bank_dir={label_bank_dir}")
   return run_node(args)
@@ -139,7 +142,8 @@ if cfg["threads"] > 0:
     torch.set_num_threads(cfg["threads"])
 model, _, _ = open_clip.create_model_and_transforms(cfg["architecture"], pretrained=None)
 model.eval()
-params = sum(p.numel() for p in model.parameters())
+params = sum(p.numel() for p in model.visual.parameters())
+all_params = sum(p.numel() for p in model.parameters())
 x = torch.rand(1, 3, cfg["resolution"], cfg["resolution"])
 times = []
 with torch.no_grad():
@@ -150,14 +154,19 @@ with torch.no_grad():
             times.append((time.perf_counter() - t0) * 1e3)
 times.sort()
 print(json.dumps({"latency_ms": times[len(times) // 2], "params": params,
-                  "fp32_bytes": 4 * params, "threads": torch.get_num_threads(),
+                  "fp32_bytes": 4 * params, "all_towers_params": all_params,
+                  "all_towers_fp32_bytes": 4 * all_params, "threads": torch.get_num_threads(),
                   "architecture": cfg["architecture"]}))
 """
 
 
 def teacher_latency(runs: int = 5, resolution: int = 224, threads: int = 1,
                     architecture: str = "ViT-B-16", python: str = sys.executable) -> dict:
-  """Times the teacher's image tower in a torch subprocess (random weights, same cost)."""
+  """Times the teacher's image tower in a torch subprocess (random weights, same cost).
+
+  `params` / `fp32_bytes` count the image tower only (what the student replaces on a device);
+  `all_towers_*` count image and text towers together, for reference.
+  """
   cfg = {"runs": runs, "warmup": 2, "resolution": resolution, "threads": threads,
          "architecture": architecture}
   try:

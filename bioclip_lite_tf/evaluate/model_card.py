@@ -48,7 +48,7 @@ def _about(report: dict) -> list:
       f"| TFLite int8 | {_mb(m.get('tflite_bytes'))} | {_mb(m.get('tflite_gzip_bytes'))} |",
       f"| device label bank | {_mb(m.get('label_bank_bytes'))} | "
       f"{_mb(m.get('label_bank_gzip_bytes'))} |",
-      f"| teacher fp32 weights | {_mb(m.get('teacher_fp32_bytes'))} | |",
+      f"| teacher fp32 weights, image tower | {_mb(m.get('teacher_fp32_bytes'))} | |",
       "",
   ]
 
@@ -113,7 +113,7 @@ def _latency_and_memory(report: dict) -> list:
       "",
       f"Speed-up over the teacher at 224 (best student runtime): "
       f"{_f(ratios.get('speedup_vs_teacher_224_best'), '.1f')}x. "
-      f"Teacher fp32 bytes / TF.js bytes: {_f(ratios.get('size_ratio_teacher_over_tfjs'), '.0f')}x.",
+      f"Teacher image-tower fp32 bytes / TF.js bytes: {_f(ratios.get('size_ratio_teacher_over_tfjs'), '.0f')}x.",
       "",
       f"Memory: TF.js peak tensor bytes during one classify at 224 (weights included) "
       f"{_mb((mem.get('tfjs_peak_bytes') or {}).get('224'))}; TFLite arena at 224 "

@@ -28,7 +28,9 @@ def _model_section(ev, lat) -> Dict:
       "saved_model_bytes": sizes.get("saved_model", {}).get("bytes"),
       "label_bank_bytes": sizes.get("label_bank", {}).get("bytes"),
       "label_bank_gzip_bytes": sizes.get("label_bank", {}).get("gzip_bytes"),
+      # The teacher's IMAGE tower (what the student replaces on a device), not both towers.
       "teacher_fp32_bytes": (lat.get("teacher") or {}).get("fp32_bytes"),
+      "teacher_all_towers_fp32_bytes": (lat.get("teacher") or {}).get("all_towers_fp32_bytes"),
   }
 
 
@@ -68,7 +70,13 @@ def _ratios(lat_ms: Dict, model: Dict) -> Dict:
     speedup = max((v for k, v in r.items() if k.startswith("speedup")), default=None)
   r["speedup_vs_teacher_224_best"] = speedup
   if model["teacher_fp32_bytes"] and model["tfjs_bytes"]:
+    # teacher image tower fp32 bytes / TF.js model bytes
     r["size_ratio_teacher_over_tfjs"] = model["teacher_fp32_bytes"] / model["tfjs_bytes"]
+  if model["tfjs_bytes"] and model["label_bank_bytes"]:
+    # What an app downloads: the model and the device label bank together.
+    r["download_bytes_tfjs"] = model["tfjs_bytes"] + model["label_bank_bytes"]
+    if model["tflite_bytes"]:
+      r["download_bytes_tflite"] = model["tflite_bytes"] + model["label_bank_bytes"]
   if model["tfjs_bytes"]:
     r["tfjs_over_keras_fp32"] = model["tfjs_bytes"] / model["keras_fp32_bytes"]
   return r

@@ -188,8 +188,74 @@ def _merge_duplicate_scalars(model_json: dict, entries):
   return kept
 
 
+def _node_ref(ref: str) -> str:
+  return ref.lstrip("^").partition(":")[0]
+
+
+def clamps_to_relu6(model_json: dict, entries):
+  """Rewrites every `Minimum(Maximum(z, 0), 6)` into one `Relu6(z)`; returns the kept entries.
+
+  The export writes hard-swish / hard-sigmoid's clamp as Maximum + Minimum so that grappler
+  cannot fuse it into a `_FusedHardSwish` the wasm backend rejects (plain_graph.ExportHardSwish);
+  in the converted graph the pair is two broadcast kernels per activation, about a quarter of
+  the default student's TF.js wasm time (bench/results/tfjs_kernel_profile.json). Relu6 is one
+  unary kernel on every TF.js backend and computes the same clamp bit for bit
+  (min(max(z, 0), 6) for every finite z). Only pairs whose constants are exactly 0 and 6 and
+  whose Maximum feeds nothing else are rewritten; constants left unused are dropped.
+  """
+  nodes = model_json["modelTopology"]["node"]
+  by_name = {n["name"]: n for n in nodes}
+  scalars = {}
+  for spec, raw in entries:
+    if spec["dtype"] == "float32" and "quantization" not in spec and len(raw) == 4:
+      scalars[spec["name"]] = float(np.frombuffer(raw, np.float32)[0])
+  consumers: Dict[str, int] = {}
+  for n in nodes:
+    for ref in n.get("input", []):
+      consumers[_node_ref(ref)] = consumers.get(_node_ref(ref), 0) + 1
+  for sig in (model_json.get("signature", {}).get("outputs") or {}).values():
+    consumers[_node_ref(sig.get("name", ""))] = consumers.get(_node_ref(sig.get("name", "")), 0) + 1
+
+  def split(node, value):
+    """(the non-constant input, True) when one input is the scalar constant `value`."""
+    refs = [r for r in node.get("input", []) if not r.startswith("^")]
+    if len(refs) != 2:
+      return None
+    for i in (0, 1):
+      if scalars.get(_node_ref(refs[i])) == value and _node_ref(refs[1 - i]) not in scalars:
+        return refs[1 - i]
+    return None
+
+  removed = set()
+  for node in nodes:
+    if node["op"] != "Minimum":
+      continue
+    inner = split(node, 6.0)
+    maximum = by_name.get(_node_ref(inner)) if inner else None
+    if (maximum is None or maximum["op"] != "Maximum" or consumers.get(maximum["name"]) != 1
+        or ":" in inner):
+      continue
+    z = split(maximum, 0.0)
+    if z is None:
+      continue
+    node["op"] = "Relu6"
+    node["input"] = [z]
+    node["attr"] = {k: v for k, v in node.get("attr", {}).items() if k == "T"}
+    removed.add(maximum["name"])
+  if not removed:
+    return entries
+  nodes = [n for n in nodes if n["name"] not in removed]
+  used = {_node_ref(ref) for n in nodes for ref in n.get("input", [])}
+  unused = {n["name"] for n in nodes if n["op"] == "Const" and n["name"] not in used}
+  model_json["modelTopology"]["node"] = [n for n in nodes if n["name"] not in unused]
+  return [(spec, raw) for spec, raw in entries if spec["name"] not in unused]
+
+
 def store_grid_weights_as_uint8(model_dir: str, shard_bytes: int = _SHARD_BYTES) -> dict:
   """Rewrites a float32 TF.js graph model in place, storing on-grid weights as uint8.
+
+  On the way, duplicate scalar constants are merged and clamp pairs become Relu6
+  (clamps_to_relu6); both leave every value the graph computes unchanged.
 
   Returns statistics: counts and bytes of uint8 and float32 weights, and the names that stayed
   float32. The new shards and model.json are written next to the old ones and swapped in with
@@ -201,6 +267,7 @@ def store_grid_weights_as_uint8(model_dir: str, shard_bytes: int = _SHARD_BYTES)
   entries = _read_weight_bytes(model_dir, model_json["weightsManifest"])
   old_paths = [p for g in model_json["weightsManifest"] for p in g["paths"]]
   entries = _merge_duplicate_scalars(model_json, entries)
+  entries = clamps_to_relu6(model_json, entries)
 
   specs, blobs = [], []
   stats = {"uint8_tensors": 0, "uint8_values": 0, "float32_tensors": 0, "float32_values": 0,

@@ -11,7 +11,7 @@ What it writes under --out_dir (all small; the whole fixture stays well under 1 
                               (manifest.json, tfjs/model.json + shards, labels/ label_bank.json, label_bank.bin, names.bin,
                               common_names.bin)
                               made by the project's own export stage (bioclip_lite_tf.export.export
-                              on a tiny QAT student; tflite/ and saved_model/ are then deleted to
+                              on a tiny QAT student; saved_model/ (and export_small/'s tflite/) are then deleted to
                               keep the fixture small)
   photos/<name>.jpg           the photos, JPEG bytes as a phone or TreeOfLife would give them
   photos/square_a.rgb         Python's (PIL/libjpeg) decode of that JPEG, uint8 [R, R, 3] row-major
@@ -175,7 +175,7 @@ def _write_source_label_bank(directory: str, text_embeddings: np.ndarray, logit_
 
 
 def project_export(export_dir: str, resolution: int, embed_dim: int, text_embeddings: np.ndarray,
-                   logit_scale: float, dtype: str, seed: int):
+                   logit_scale: float, dtype: str, seed: int, drop=("tflite", "saved_model")):
   """Exports a tiny, briefly trained QAT student with bioclip_lite_tf.export.export.
 
   Returns a function float32 [n, R, R, 3] 0..255 -> float32 [n, D]: the Python-side reference
@@ -197,10 +197,10 @@ def project_export(export_dir: str, resolution: int, embed_dim: int, text_embedd
     _write_source_label_bank(bank_dir, text_embeddings, logit_scale)
     export.export(workdir=scratch, out_dir=export_dir, label_bank_dir=bank_dir,
                   label_bank_dtype=dtype, num_representative=4, qat_model=qat)
-  # The npm package reads only tfjs/, labels/ and manifest.json; the TFLite model and the
-  # SavedModel stay listed in the manifest but are dropped to keep the fixture small.
+  # The npm package reads only tfjs/, labels/ and manifest.json (react-bio-clip/tflite also
+  # tflite/); the rest stays listed in the manifest but is dropped (`drop`) to keep it small.
   import shutil
-  for unused in ("tflite", "saved_model"):
+  for unused in drop:
     shutil.rmtree(os.path.join(export_dir, unused), ignore_errors=True)
   return lambda images: export_graph.weights_only_reference(qat, images)
 
@@ -225,8 +225,9 @@ def main(argv):
   logit_scale = 100.0
 
   small_dir = os.path.join(staging, "export_small")
+  # export/ keeps its TFLite model: the example app's TFLite screen bundles it.
   reference = project_export(export_dir, resolution, embed_dim, text, logit_scale,
-                             FLAGS.label_dtype, FLAGS.seed)
+                             FLAGS.label_dtype, FLAGS.seed, drop=("saved_model",))
   project_export(small_dir, FLAGS.small_resolution, embed_dim, text, logit_scale,
                  FLAGS.label_dtype, FLAGS.seed + 1)
 

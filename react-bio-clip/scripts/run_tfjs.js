@@ -18,7 +18,8 @@
 //       With L (label_bank.json, label_bank.bin, names.bin) one classify is the package's classify() of an
 //       R x R photo (embedding, species softmax, rank sums, top-K); without it, the embedding
 //       alone. D is a bare model folder, so load() gets a manifest made from R and the bank's
-//       embed_dim. Prints {backend, resolution, runs, latency_ms_median, latency_ms_mean,
+//       embed_dim. --profile=1 adds kernel_profile (tf.profile kernel times by kernel name).
+//       Prints {backend, resolution, runs, latency_ms_median, latency_ms_mean,
 //       peak_bytes, resident_bytes}.
 'use strict';
 
@@ -133,13 +134,43 @@ async function bench(args) {
   // tf.profile records the engine's total numBytes at every kernel, weights included.
   const profile = await tf.profile(classify);
   const weightsBytes = tf.memory().numBytes - photo.size * 4;
+  const extra = args.profile ? {kernel_profile: await kernelProfile(classify, runs)} : {};
   return {
     backend: tf.getBackend(), resolution: r, runs,
     latency_ms_median: times[Math.floor(times.length / 2)],
     latency_ms_mean: times.reduce((a, b) => a + b, 0) / times.length,
     peak_bytes: Math.max(profile.peakBytes, tf.memory().numBytes),
     resident_bytes: weightsBytes,
+    ...extra,
   };
+}
+
+/**
+ * Per-kernel times of `classify` from tf.profile (kernelTimeMs per kernel call), summed by kernel
+ * name and averaged over `runs` profiled calls: where the time goes, top kernels first.
+ */
+async function kernelProfile(classify, runs) {
+  const byName = new Map();
+  let total = 0;
+  let calls = 0;
+  for (let i = 0; i < runs; i++) {
+    const info = await tf.profile(classify);
+    for (const k of info.kernels) {
+      // `<name>__op` entries are op wrappers (custom-gradient scopes) that contain the kernel
+      // of the same op: counting them too would count that time twice.
+      if (k.name.endsWith('__op')) continue;
+      const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+      const e = byName.get(k.name) || {kernel: k.name, ms: 0, calls: 0};
+      e.ms += ms / runs;
+      e.calls += 1 / runs;
+      byName.set(k.name, e);
+      total += ms / runs;
+      calls += 1 / runs;
+    }
+  }
+  const kernels = [...byName.values()].sort((a, b) => b.ms - a.ms)
+      .map((e) => ({...e, share: total > 0 ? e.ms / total : 0}));
+  return {profiled_runs: runs, kernel_calls_per_run: Math.round(calls), kernel_ms_per_run: total, kernels};
 }
 
 async function main() {

@@ -2,7 +2,8 @@
  * The implementation behind the BioClip interface (private: create it with load()).
  *
  * Per photo, in tf ops inside one tf.tidy (so on the GPU when there is one):
- *   image -> float32 [1, R, R, 3] (squash) -> graph model -> embedding [1, D] (L2-normalized);
+ *   image -> float32 [1, R, R, 3] (squash) -> Embedder (the TF.js graph model, or TFLite via
+ *   react-bio-clip/tflite) -> embedding [1, D] (L2-normalized);
  *   the few-shot prototypes are scored on the side.
  * Then one download (the embedding, prototype scores and input stats) and plain JS (scoring.ts)
  * for the label bank, which stays in its stored precision (label_bank.ts):
@@ -13,12 +14,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 
+import {Embedder} from './embedder';
 import {BioClipDisposedError, BioClipInputError, BioClipMismatchError} from './errors';
 import {PrototypeStore} from './few_shot';
 import {LabelBank} from './label_bank';
 import {resolvePrior, scoreBank, Scored} from './scoring';
 import {ADD_TAXON_OPTIONS, CLASSIFY_OPTIONS, checkOptions, IMAGE_OPTIONS, IMPORT_PROTOTYPES_OPTIONS, SCORING_OPTIONS} from './options';
-import {safeL2Normalize} from './precision';
 import {checkImage, checkInputValues, inputValueStats, ResizeMethod, toModelInput} from './preprocess';
 import {
   AddTaxonOptions, BioClip, Classification, ClassifyEmbeddingOptions, ClassifyOptions, DEFAULT_SPECIES_SIMILARITY_FLOOR,
@@ -50,12 +51,6 @@ export class BioClipModel implements BioClip {
   readonly numSpecies: number;
   /** Set by load() from measureFloatPrecision(). */
   precision: 'float32' | 'float16' = 'float32';
-  /**
-   * Set by load() on half-float backends: the graph node the output L2-normalizes. The model is
-   * then run up to it and normalized by safeL2Normalize (the graph's own sum of squares
-   * overflows float16 for a long pre-normalization embedding).
-   */
-  preNormalization: string | null = null;
   private disposed = false;
   /** float64 [N]: the scores of one photo, reused (scoring is synchronous, so never shared). */
   private scratch: Float64Array | null = null;
@@ -67,7 +62,7 @@ export class BioClipModel implements BioClip {
   } | null = null;
 
   constructor(
-      private readonly model: tf.GraphModel, private readonly bank: LabelBank,
+      private readonly embedder: Embedder, private readonly bank: LabelBank,
       readonly manifest: ExportManifest, private readonly resizeMethod: ResizeMethod,
       modelSha256: string | null) {
     this.embedDim = manifest.embed_dim;
@@ -95,14 +90,7 @@ export class BioClipModel implements BioClip {
 
   /** float32 [1, R, R, 3] -> float32 [1, D]. Inside tf.tidy. */
   private embedTensor(input: tf.Tensor4D): tf.Tensor2D {
-    if (this.preNormalization) {
-      return safeL2Normalize(this.model.execute(input, this.preNormalization) as tf.Tensor2D);
-    }
-    const out = this.model.predict(input);
-    if (!(out instanceof tf.Tensor)) {
-      throw new BioClipMismatchError('the model has several outputs; a BioCLIP Lite export has one (the embedding)');
-    }
-    return out as tf.Tensor2D;
+    return this.embedder.embed(input);
   }
 
   /** image -> its embedding [1, D] and value checks. Inside tf.tidy. */
@@ -351,7 +339,7 @@ export class BioClipModel implements BioClip {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.model.dispose();
+    this.embedder.dispose();
     this.restrictions.clear();
     this.scratch = null;
     if (this.prototypeTensors) {

@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 
 import {BioClipModel} from './bio_clip_model';
+import {GraphModelEmbedder} from './embedder';
 import {BioClipError, BioClipFormatError, BioClipLoadError, BioClipMismatchError} from './errors';
 import {EXPORT_PATHS, manifestSha256, readGraphModel, readLabelBank, readManifest, resolveRelative} from './io';
 import {checkOptions, LOAD_OPTIONS} from './options';
@@ -52,10 +53,11 @@ export async function load(options: LoadOptions): Promise<BioClip> {
           `the model's input is [${input}] but the manifest says float32 [N, ${manifest.resolution}, ` +
           `${manifest.resolution}, 3]`);
     }
-    bioClip = new BioClipModel(graph, bank, manifest, resize, manifestSha256(manifest, EXPORT_PATHS.modelJson));
+    const embedder = new GraphModelEmbedder(graph);
+    bioClip = new BioClipModel(embedder, bank, manifest, resize, manifestSha256(manifest, EXPORT_PATHS.modelJson));
     bioClip.precision = measureFloatPrecision();
     if (bioClip.precision === 'float16') {
-      bioClip.preNormalization = preNormalizationNode(graph);
+      embedder.preNormalization = preNormalizationNode(graph);
       const warn = options.onWarning ?? ((message: string) => console.warn(message));
       warn(`react-bio-clip: the ${tf.getBackend()} backend stores tensors as half floats on this device ` +
            '(no float32 render targets, or WEBGL_RENDER_FLOAT32_ENABLED=false), so embeddings differ from the ' +

@@ -21,7 +21,8 @@
  *      each bundle to Hermes bytecode (.hbc);
  *   6. checks: each .hbc starts with Hermes' magic number, contains the camera route
  *      (createCameraTextureAsync), react-bio-clip's bundled-asset code, the picker, addTaxon and
- *      restrictTo, and every .bin of the export went into the assets.
+ *      restrictTo, react-bio-clip/tflite's fast-tflite calls, and every .bin of the export and its
+ *      tflite/model_int8.tflite went into the assets.
  * --out gets {sdk, versions installed, route, per platform .hbc bytes, seconds per step};
  * --results gets a copy (bench/results/expo_bundles.json); --readme has its support matrix
  * (between the support-matrix markers) rewritten from that JSON; --check_readme fails unless
@@ -49,7 +50,9 @@ const HERMES_MAGIC = Buffer.from([0xc6, 0x1f, 0xbc, 0x03, 0xc1, 0x03, 0x19, 0x1f
  * camera route, the asset -> bytes flow, the photo picker and the few-shot and restrictTo calls.
  */
 const MUST_CONTAIN = ['createCameraTextureAsync', 'bundledAssetBytes', 'Metro asset id', 'launchImageLibraryAsync',
-  'addTaxon', 'restrictTo'];
+  'addTaxon', 'restrictTo', 'loadTensorflowModel', 'runSync'];
+/** The TFLite screen's model (react-bio-clip/tflite through react-native-fast-tflite). */
+const TFLITE = 'tflite/model_int8.tflite';
 const VERSIONS_OF = ['expo', 'react-native', 'react', 'expo-camera', 'expo-gl', 'expo-asset', 'expo-file-system',
   'expo-image-picker', '@tensorflow/tfjs', '@tensorflow/tfjs-react-native', 'react-bio-clip'];
 const MATRIX_BEGIN = '<!-- support-matrix:begin (written by example/scripts/build_bundles.js from bench/results/expo_bundles.json) -->';
@@ -94,8 +97,9 @@ function placeExport(exportDir, appDir) {
     if (!fs.existsSync(path.join(exportDir, file))) throw new Error(`${exportDir} is not an export directory: no ${file}`);
   }
   copyRecursive(exportDir, path.join(appDir, 'export'));
-  // Only what the app bundles: no SavedModel or TFLite copies in the assets.
-  for (const extra of ['saved_model', 'tflite']) fs.rmSync(path.join(appDir, 'export', extra), {recursive: true, force: true});
+  if (!fs.existsSync(path.join(exportDir, TFLITE))) throw new Error(`${exportDir} has no ${TFLITE} (the TFLite screen bundles it)`);
+  // Only what the app bundles: no SavedModel copy in the assets.
+  fs.rmSync(path.join(appDir, 'export', 'saved_model'), {recursive: true, force: true});
   const modelJson = JSON.parse(fs.readFileSync(path.join(exportDir, 'tfjs/model.json'), 'utf8'));
   const shards = modelJson.weightsManifest.flatMap((group) => group.paths);
   const hasCommonNames = fs.existsSync(path.join(exportDir, 'labels/common_names.bin'));
@@ -110,6 +114,7 @@ function placeExport(exportDir, appDir) {
     "  labelsNames: require('./export/labels/names.bin'),",
     ...(hasCommonNames ? ["  labelsCommonNames: require('./export/labels/common_names.bin'),"] : []),
     '};',
+    `module.exports.bundledTflite = require('./export/${TFLITE}');`,
     '',
   ];
   fs.writeFileSync(path.join(appDir, 'bundled_export.js'), lines.join('\n'));
@@ -137,6 +142,8 @@ function checkPlatform(distDir, platform, binAssets) {
   }
   const bins = entry.assets.filter((asset) => asset.ext === 'bin').length;
   if (bins !== binAssets) throw new Error(`${platform}: ${bins} .bin assets bundled, the export has ${binAssets}`);
+  const tflites = entry.assets.filter((asset) => asset.ext === 'tflite').length;
+  if (tflites !== 1) throw new Error(`${platform}: ${tflites} .tflite assets bundled, expected the export's model_int8.tflite`);
   return {hbc_bytes: bytes.length, hbc_file: entry.bundle, bin_assets: bins};
 }
 
