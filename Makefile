@@ -35,12 +35,14 @@ help:
 setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/react-bio-clip-dist
 
 # The lock was verified to install together on Python 3.11 (see README.md): tensorflowjs pins
-# TF 2.19.0, TF pins protobuf 5, torchvision needs its matching torch.
+# TF 2.19.0, TF pins protobuf 5, torchvision needs its matching torch. --no-compile: byte-compiling
+# every module of TF, torch and their dependencies at install costs set-up CPU time for files
+# most runs never import (Python compiles what it imports, once).
 $(STAMPS)/python: requirements/lock.txt setup.py
 	@mkdir -p $(STAMPS)
 	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check 'pip<26'
-	$(PIP) install --disable-pip-version-check --progress-bar off -r requirements/lock.txt
+	$(PIP) install --disable-pip-version-check --progress-bar off --no-compile -r requirements/lock.txt
 	$(PIP) install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	@touch $@
 
