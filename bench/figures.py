@@ -441,14 +441,14 @@ def blocks(text: str, where: str) -> List[Tuple[str, int, int]]:
         if BEGIN.match(lines[j]):
           raise FiguresError(f"{where}:{j + 1}: a figures block starts inside "
                              f"figures:{m.group('id')} (line {i + 1}), which has no `{end}`")
-        if lines[j].strip() == end:
+        if lines[j].rstrip() == end:
           found.append((m.group("id"), i, j))
           i = j
           break
       else:
         raise FiguresError(f"{where}:{i + 1}: figures:{m.group('id')} has no `{end}` line")
-    elif lines[i].strip().startswith("<!-- /figures:"):
-      raise FiguresError(f"{where}:{i + 1}: `{lines[i].strip()}` closes no open block")
+    elif lines[i].startswith("<!-- /figures:"):
+      raise FiguresError(f"{where}:{i + 1}: `{lines[i].rstrip()}` closes no open block")
     i += 1
   return found
 
