@@ -4,14 +4,14 @@ Run from the repo root with the project's venv:
 
   .venv/bin/python react-bio-clip/scripts/make_fixture.py --out_dir=react-bio-clip/test/fixtures
 
-What it writes under --out_dir (all small; the whole fixture stays well under 1 MB):
+What it writes under --out_dir (all small; the whole fixture stays near 1 MB):
 
   export/, export_small/      export directories (R = --resolution, --small_resolution) in the layout
                               of docs/FORMATS.md section 4
                               (manifest.json, tfjs/model.json + shards, labels/label_bank.{json,bin})
                               made by the project's own export stage (bioclip_lite_tf.export.export
-                              on a tiny QAT student; tflite/ and saved_model/ are then deleted to
-                              keep the fixture small)
+                              on the real QAT student; tflite/ and saved_model/ are then deleted
+                              to keep the fixture small)
   photos/<name>.jpg           the photos, JPEG bytes as a phone or TreeOfLife would give them
   photos/square_a.rgb         Python's (PIL/libjpeg) decode of that JPEG, uint8 [R, R, 3] row-major
                               (one photo only, to keep the fixture small)
@@ -22,8 +22,12 @@ What it writes under --out_dir (all small; the whole fixture stays well under 1 
                               the device label bank (dequantized exactly as the device does); for
                               the large photo, the embedding of its PIL bicubic squash
 
-The student here is tiny and randomly initialised: parity is about the code path (decode,
-resize, graph conversion, uint8 weight storage, label bank encoding, scoring), not accuracy.
+The student is the real one (bioclip_lite_tf.model.build_student: MobileNetV3 Small with
+squeeze-excite, hard-swish and residual blocks) at the `runlocal` width (alpha 0.35) and
+resolution (64), BN-folded and quantization-aware with the shipped `tfjs_per_tensor` scheme, and
+briefly distilled (runlocal's steps) onto a stand-in teacher so that photos embed apart: parity
+is about the code path (decode, resize, graph conversion, uint8 weight storage, label bank
+encoding, scoring), not accuracy.
 """
 from __future__ import annotations
 
@@ -49,14 +53,16 @@ from formats.taxonomy import make_rank_table, species_ancestors  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out_dir", "react-bio-clip/test/fixtures",
                     "Directory the fixture is written to (replaced atomically).")
-flags.DEFINE_integer("resolution", 224,
-                     "Input resolution R of the parity export (export/): the photos are R x R, as "
-                     "TreeOfLife photos are 224 x 224.")
+flags.DEFINE_integer("resolution", 64,
+                     "Input resolution R of the parity export (export/); the R x R photos skip "
+                     "the resize, as TreeOfLife photos at the student's R would. 64 is runlocal's.")
 flags.DEFINE_integer("small_resolution", 32,
                      "Input resolution of the second, fast export (export_small/) that the leak, "
                      "error, few-shot and React tests use: 1,000 classify calls on the pure-JS cpu "
                      "backend take seconds at 32, minutes at 224.")
-flags.DEFINE_integer("embed_dim", 32, "Embedding width D of the tiny student (never assumed 512).")
+flags.DEFINE_integer("embed_dim", 32, "Embedding width D of the student (never assumed 512).")
+flags.DEFINE_float("alpha", 0.35, "MobileNetV3 width multiplier (runlocal's).")
+flags.DEFINE_integer("train_steps", 6, "Distillation steps before BN folding (runlocal's).")
 flags.DEFINE_integer("seed", 0, "Seed for the photos, the student weights and the text embeddings.")
 flags.DEFINE_enum("label_dtype", "int8", ["int8", "float16"],
                   "Storage dtype of the species text embeddings in labels/label_bank.bin.")
@@ -147,7 +153,7 @@ def device_bank_embeddings(export_dir: str) -> tuple[np.ndarray, float]:
 
 
 # ----------------------------------------------------------------------------------------------
-# The project's export stage: a tiny QAT student (real tfmot wrappers) through
+# The project's export stage: the real QAT student (MobileNetV3, shipped scheme) through
 # bioclip_lite_tf.export.export, the same call `python -m bioclip_lite_tf.export` makes.
 # ----------------------------------------------------------------------------------------------
 
@@ -173,9 +179,21 @@ def _write_source_label_bank(directory: str, text_embeddings: np.ndarray, logit_
                      "logit_scale": logit_scale, "embed_dim": int(text_embeddings.shape[1])})
 
 
+def stand_in_teacher(photos: np.ndarray, embed_dim: int, seed: int) -> np.ndarray:
+  """Unit targets [n, D] that depend on the photo: a fixed random projection of its 8 x 8 view
+  (so the distilled student embeds different photos apart)."""
+  n, h, w, _ = photos.shape
+  coarse = photos.reshape(n, 8, h // 8, 8, w // 8, 3).mean(axis=(2, 4)).reshape(n, -1)
+  coarse = (coarse - coarse.mean(0)) / (coarse.std(0) + 1e-6)
+  projection = np.random.default_rng(seed + 1).normal(size=(coarse.shape[1], embed_dim))
+  return (coarse @ projection / np.linalg.norm(coarse @ projection, axis=1,
+                                               keepdims=True)).astype(np.float32)
+
+
 def project_export(export_dir: str, resolution: int, embed_dim: int, text_embeddings: np.ndarray,
                    logit_scale: float, dtype: str, seed: int):
-  """Exports a tiny, briefly trained QAT student with bioclip_lite_tf.export.export.
+  """Exports the real QAT student (export_fixtures.briefly_trained_student) with
+  bioclip_lite_tf.export.export.
 
   Returns a function float32 [n, R, R, 3] 0..255 -> float32 [n, D]: the Python-side reference
   (export_graph.weights_only_reference, what the exporter promises TF.js reproduces).
@@ -183,14 +201,10 @@ def project_export(export_dir: str, resolution: int, embed_dim: int, text_embedd
   from bioclip_lite_tf import export
   from bioclip_lite_tf.export import plain_graph as export_graph
   from bioclip_lite_tf.testing import export_fixtures as export_testing
-  from bioclip_lite_tf.keras import keras
-  keras.utils.set_random_seed(seed)
-  qat = export_testing.quantize_per_tensor(
-      export_testing.tiny_float_model(resolution=resolution, embed_dim=embed_dim))
-  photos = export.synthetic_photos(16, resolution, seed=seed)
-  targets = export_testing.unit_rows(
-      np.random.default_rng(seed).normal(size=(16, embed_dim)).astype(np.float32))
-  export_testing.train_briefly(qat, photos, targets, steps=3, seed=seed)
+  photos = export.synthetic_photos(32, resolution, seed=seed)
+  qat = export_testing.briefly_trained_student(
+      resolution, FLAGS.alpha, embed_dim, photos, stand_in_teacher(photos, embed_dim, seed),
+      steps=FLAGS.train_steps, seed=seed)
   with tempfile.TemporaryDirectory() as scratch:
     bank_dir = os.path.join(scratch, "label_bank")
     _write_source_label_bank(bank_dir, text_embeddings, logit_scale)
@@ -208,8 +222,10 @@ def main(argv):
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
     return 2
-  if FLAGS.small_resolution < 32 or FLAGS.resolution < 32:
-    print("error: --resolution and --small_resolution must be >= 32", file=sys.stderr)
+  if FLAGS.small_resolution < 32 or FLAGS.resolution < 32 or \
+      FLAGS.small_resolution % 32 or FLAGS.resolution % 32:
+    print("error: --resolution and --small_resolution must be multiples of 32 (MobileNetV3 "
+          "halves the input five times)", file=sys.stderr)
     return 2
   rng = np.random.default_rng(FLAGS.seed)
   resolution, embed_dim = FLAGS.resolution, FLAGS.embed_dim
