@@ -224,7 +224,9 @@ def render_demo_timing(src: Sources) -> str:
     return "(no stage timings in `bench/results/demo.json`)"
   rows = ["| stage | wall | CPU (user + sys) | idle-machine estimate (CPU / "
           f"{t.get('cores_for_estimate', 2)} cores) |", "|---|---|---|---|"]
-  for name, s in stages.items():
+  order = ["setup", "demo_data", "teacher_cache", "tfds_build", "train", "export", "evaluate"]
+  for name, s in sorted(stages.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order
+                                                        else len(order), kv[0])):
     rows.append(f"| {name} | {minutes(s.get('wall_s'))} | {minutes(s.get('cpu_s'))} | "
                 f"{minutes(s.get('idle_wall_estimate_s'))} |")
   tot = dict(t.get("total", {}))
@@ -234,6 +236,12 @@ def render_demo_timing(src: Sources) -> str:
       tot[key] = sum(values)
   rows.append(f"| **all** | {minutes(tot.get('wall_s'))} | {minutes(tot.get('cpu_s'))} | "
               f"{minutes(tot.get('idle_wall_estimate_s'))} |")
+  if "setup" not in stages:
+    rows += ["", "(This run did not go through `make demo`'s set-up, so it has no `setup` row.)"]
+  load = t.get("load_average_1m_at_end")
+  if load is not None:
+    rows += ["", f"Load average at the end of the run: {load} on {t.get('cpu_count')} cores; the "
+             "idle estimate assumes both cores busy all the time, so it is a lower bound."]
   return "\n".join(rows)
 
 
