@@ -23,23 +23,26 @@ NODE_DIRS := react-bio-clip
 RBC_BUILD_INPUTS := $(shell find react-bio-clip/src -type f) react-bio-clip/tsconfig.json \
   react-bio-clip/package-lock.json
 
-.PHONY: demo test test-python test-js test-browser test-example example-bundle chromium bench bench-browser setup clean-demo help
+.PHONY: figures demo test test-python test-js test-browser test-example example-bundle chromium bench bench-browser setup clean-demo help
 
 help:
 	@echo "make demo    run the whole chain on demo data into runs/demo/ (FORCE=1 redoes all)"
 	@echo "make test    run every test, Python and JS"
 	@echo "make bench   run the benchmarks into bench/results/ and bench/RESULTS.md"
+	@echo "make figures rewrite every README/RESULTS.md figures block from bench/results/*.json"
 	@echo "make example-bundle  build react-bio-clip/example for Android + iOS (Hermes), Expo SDK 58 and 57"
 
 setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/react-bio-clip-dist
 
 # The lock was verified to install together on Python 3.11 (see README.md): tensorflowjs pins
-# TF 2.19.0, TF pins protobuf 5, torchvision needs its matching torch.
+# TF 2.19.0, TF pins protobuf 5, torchvision needs its matching torch. --no-compile: byte-compiling
+# every module of TF, torch and their dependencies at install costs set-up CPU time for files
+# most runs never import (Python compiles what it imports, once).
 $(STAMPS)/python: requirements/lock.txt setup.py
 	@mkdir -p $(STAMPS)
 	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check 'pip<26'
-	$(PIP) install --disable-pip-version-check --progress-bar off -r requirements/lock.txt
+	$(PIP) install --disable-pip-version-check --progress-bar off --no-compile -r requirements/lock.txt
 	$(PIP) install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	@touch $@
 
@@ -57,8 +60,20 @@ $(STAMPS)/react-bio-clip-dist: $(STAMPS)/node $(RBC_BUILD_INPUTS)
 	cd react-bio-clip && npm run build --silent
 	@touch $@
 
-demo: setup
-	$(PYTHON) -m pipeline.demo --out_dir=runs/demo --force=$(FORCE)
+# The set-up's wall and CPU seconds (bash `times`: shell, then children) go to
+# runs/demo_setup_times.txt, which the demo records as the `setup` row of runs/demo/timings.json.
+demo:
+	@mkdir -p runs
+	@start=$$(date +%s.%N); $(MAKE) --no-print-directory setup && \
+	  { awk "BEGIN {print $$(date +%s.%N) - $$start}"; times; } > runs/demo_setup_times.txt
+	$(PYTHON) -m pipeline.demo --out_dir=runs/demo --force=$(FORCE) \
+	  --setup_times=runs/demo_setup_times.txt
+	$(MAKE) --no-print-directory figures
+
+# Every `<!-- figures:ID -->` block of every README.md and bench/RESULTS.md, from
+# bench/results/*.json (and a finished runs/demo, snapshot into bench/results/demo.json).
+figures:
+	$(PYTHON) -m bench.figures
 
 test: setup
 	$(MAKE) --no-print-directory test-python
@@ -108,7 +123,7 @@ bench-browser: setup chromium $(RESIZE_REFERENCE)/frames.json $(BROWSER_FIXTURE)
 	  npm run test:browser
 	cd react-bio-clip && node bench/resize_parity.js --reference_dir=$(CURDIR)/$(RESIZE_REFERENCE) \
 	  --out=$(CURDIR)/bench/results/resize_parity.json
-	cd react-bio-clip && node bench/readme_figures.js
+	$(MAKE) --no-print-directory figures
 
 # The example Expo app's JS bundles, Hermes bytecode included, for Android and iOS against Expo
 # SDK 58 (react-bio-clip/example) and 57 (example/sdk57): npm ci, tsc and `npx expo export` per
@@ -128,6 +143,7 @@ example-bundle: setup
 
 bench: setup
 	$(PYTHON) -m bench.run_all --out_dir=bench/results
+	$(MAKE) --no-print-directory figures
 
 clean-demo:
 	rm -rf runs/demo

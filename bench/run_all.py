@@ -1,13 +1,14 @@
-"""`make bench`: every benchmark in one run, then bench/RESULTS.md written from the JSON.
+"""`make bench`: every benchmark in one run, then summary.json (headline ratios) from the JSON.
 
 Each benchmark is its own script writing one JSON file under --out_dir. They run one after the
 other on an otherwise idle machine, so the ratios (student against teacher, TF.js against Keras,
 input pipeline against training step) compare numbers taken under the same conditions.
-RESULTS.md is regenerated from scratch from this run's JSON only, so old numbers never linger.
+A benchmark's old JSON is deleted before it runs, so a failed run leaves no old number behind.
+bench/RESULTS.md and the READMEs' tables are then written from the JSON by `make figures`
+(`python -m bench.figures`, which `make bench` runs after this).
 """
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import subprocess
@@ -24,9 +25,8 @@ from formats import atomic  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out_dir", "bench/results", "Where the benchmark scripts write their JSON "
                     "(each script's default location).")
-flags.DEFINE_string("results_md", "bench/RESULTS.md", "The Markdown summary written from the JSON.")
 flags.DEFINE_list("only", [], "Run only these benchmarks (file stems), e.g. 'latency,tfds'.")
-flags.DEFINE_bool("skip_run", False, "Do not run anything; rewrite RESULTS.md from existing JSON.")
+flags.DEFINE_bool("skip_run", False, "Do not run anything; rewrite summary.json from existing JSON.")
 
 # (stem, argv after the python executable, JSON file it writes under bench/results/).
 BENCHMARKS = [
@@ -45,44 +45,6 @@ def _flatten(d, prefix=""):
       yield from _flatten(v, key)
     elif isinstance(v, (int, float, str, bool)) or v is None:
       yield key, v
-
-
-def _fmt(v):
-  if isinstance(v, float):
-    return f"{v:.4g}"
-  return str(v)
-
-
-def write_results_md(out_dir: str, path: str, runs: dict) -> None:
-  lines = ["# Benchmark results", "",
-           f"Written by `make bench` on {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC from "
-           f"the JSON files in `{out_dir}/` of that same run (nothing older).", ""]
-  m = results_io.machine()
-  lines += ["## Machine", "", "| what | value |", "|---|---|"]
-  lines += [f"| {k} | {v} |" for k, v in m.items()]
-  lines += [""]
-  summary_path = os.path.join(out_dir, "summary.json")
-  if os.path.exists(summary_path):
-    with open(summary_path) as f:
-      headline = json.load(f).get("headline", {})
-    if headline:
-      lines += ["## Headline ratios", "", "| ratio | value | goal |", "|---|---|---|"]
-      for k, (v, goal) in headline.items():
-        lines += [f"| {k} | {_fmt(v)} | {goal} |"]
-      lines += [""]
-  for stem, _, json_name in BENCHMARKS:
-    p = os.path.join(out_dir, json_name)
-    lines += [f"## {stem} (`{json_name}`)", ""]
-    status = runs.get(stem)
-    if not os.path.exists(p):
-      lines += [f"Not produced in this run ({status or 'not run'}).", ""]
-      continue
-    with open(p) as f:
-      data = json.load(f)
-    lines += ["| key | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in _flatten(data)]
-    lines += [""]
-  atomic.write_text(path, "\n".join(lines))
 
 
 def headline_ratios(out_dir: str) -> dict:
@@ -136,8 +98,7 @@ def main(argv):
       print(f"[bench] {stem}: {runs[stem]}", flush=True)
   summary = {"machine": results_io.machine(), "runs": runs, "headline": headline_ratios(FLAGS.out_dir)}
   results_io.write_result(os.path.join(FLAGS.out_dir, "summary.json"), summary)
-  write_results_md(FLAGS.out_dir, FLAGS.results_md, runs)
-  print(f"[bench] wrote {FLAGS.results_md}")
+  print(f"[bench] wrote {FLAGS.out_dir}/summary.json; `make figures` writes bench/RESULTS.md")
   failed = [s for s, r in runs.items() if not r.startswith("exit 0")]
   if failed:
     print(f"[bench] failed or missing: {failed}", file=sys.stderr)

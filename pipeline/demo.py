@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,16 @@ flags.DEFINE_string("teacher", "ViT-B-16", "open_clip teacher for the cache. The
                     "internet, so it uses BioCLIP's architecture with random weights.")
 flags.DEFINE_string("pretrained", "none", "Teacher weights: 'none' (random), a checkpoint path, "
                     "or empty for the hub default.")
+flags.DEFINE_string("setup_times", "", "A file `make demo` wrote around its set-up: line 1 the "
+                    "set-up's wall seconds, then bash's `times` output (shell, then children "
+                    "user/sys). Recorded as the `setup` entry of timings.json.")
+flags.DEFINE_integer("cores", 2, "Cores of an idle machine, for the idle-wall estimate in "
+                     "timings.json (CPU seconds / cores).")
+
+# The demo times the student at 224 only (the teacher's input size, which the report needs for
+# its speed-up); the sweep over resolutions and the long repetitions are `make bench`'s
+# (bench/latency_bench.py writes bench/results/latency.json).
+EVALUATE_LATENCY_ARGS = ["--latency_resolutions=224", "--latency_runs=10", "--teacher_runs=3"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +73,7 @@ STAGES = [
     Stage("evaluate", "report.json, plots, MODEL_CARD.md",
           lambda o: ["bioclip_lite_tf.evaluate", f"--workdir={_p(o, 'train')}",
                      f"--export_dir={_p(o, 'export')}", f"--data_dir={_p(o, 'tfds')}",
-                     f"--out_dir={_p(o, 'report')}"]),
+                     f"--out_dir={_p(o, 'report')}", *EVALUATE_LATENCY_ARGS]),
 ]
 
 
@@ -70,26 +81,77 @@ def _done_path(out_dir: str, stage: Stage) -> str:
   return _p(out_dir, ".done", f"{stage.name}.json")
 
 
-def run_stage(out_dir: str, stage: Stage, index: int, total: int) -> float:
-  """Runs one stage as a subprocess; returns its wall time in seconds (0 when skipped)."""
+def _children_cpu() -> float:
+  """user + sys seconds of every finished child process of this one (and theirs)."""
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return usage.ru_utime + usage.ru_stime
+
+
+def _timing(wall: float, cpu: float, cores: int) -> dict:
+  return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+          "idle_wall_estimate_s": round(max(cpu / max(cores, 1), 0.0), 1)}
+
+
+def run_stage(out_dir: str, stage: Stage, index: int, total: int) -> dict:
+  """Runs one stage as a subprocess; returns its timing: wall seconds, CPU seconds (user + sys
+  of the stage's processes) and the idle-machine estimate; {} when skipped."""
   marker = _done_path(out_dir, stage)
   argv = [sys.executable, "-m"] + stage.argv(out_dir)
   head = f"[{index}/{total}] {stage.name}: {stage.description}"
   if os.path.exists(marker):
     print(f"{head}\n    done before, skipped ({marker})", flush=True)
-    return 0.0
+    return {}
   print(f"{head}\n    $ {' '.join(argv[1:])}", flush=True)
-  start = time.time()
+  start, cpu0 = time.time(), _children_cpu()
   result = subprocess.run(argv)
-  seconds = time.time() - start
+  seconds, cpu = time.time() - start, _children_cpu() - cpu0
   if result.returncode != 0:
     print(f"\nstage {stage.name} failed with exit code {result.returncode} after {seconds:.0f}s; "
           f"fix the cause and run `make demo` again: finished stages are kept.", file=sys.stderr)
     sys.exit(result.returncode)
-  atomic.write_json(marker, {"argv": argv[1:], "seconds": round(seconds, 1),
+  timing = _timing(seconds, cpu, FLAGS.cores)
+  atomic.write_json(marker, {"argv": argv[1:], "seconds": round(seconds, 1), **timing,
                              "finished": time.time()})
-  print(f"    finished in {seconds:.0f}s", flush=True)
-  return seconds
+  print(f"    finished in {seconds:.0f}s ({cpu:.0f} CPU s)", flush=True)
+  return timing
+
+
+def read_setup_times(path: str, cores: int) -> dict:
+  """The set-up's timing from the file `make demo` writes (see --setup_times); {} if absent."""
+  if not path or not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    lines = [line.split() for line in f if line.strip()]
+  try:
+    wall = float(lines[0][0])
+    # bash `times`: "0m0.010s 0m0.004s" for the shell, then the same for its children.
+    def secs(tok):
+      m, s = tok.rstrip("s").split("m")
+      return 60 * float(m) + float(s)
+    cpu = sum(secs(t) for line in lines[1:3] for t in line[:2])
+  except (IndexError, ValueError) as e:
+    print(f"warning: {path} is not `make demo`'s set-up timing file ({e}); set-up not recorded",
+          file=sys.stderr)
+    return {}
+  return _timing(wall, cpu, cores)
+
+
+def write_timings(out_dir: str, timings: dict, cores: int) -> str:
+  """<out_dir>/timings.json: per stage {wall_s, cpu_s, idle_wall_estimate_s}, this run's stages
+  merged over an earlier run's (a skipped stage keeps the timing it had), and the totals."""
+  path = _p(out_dir, "timings.json")
+  stages = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      stages = json.load(f).get("stages", {})
+  stages.update({k: v for k, v in timings.items() if v})
+  total = {key: round(sum(v[key] for v in stages.values()), 1)
+           for key in ("wall_s", "cpu_s", "idle_wall_estimate_s")}
+  atomic.write_json(path, {"stages": stages, "total": total, "cores_for_estimate": cores,
+                           "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+                           "cpu_count": os.cpu_count(),
+                           "finished": time.time()})
+  return path
 
 
 def _get(d, path, default="n/a"):
@@ -150,9 +212,12 @@ def main(argv):
       sys.exit(2)
     stages = [s for s in STAGES if s.name in FLAGS.only]
   start = time.time()
+  timings = {"setup": read_setup_times(FLAGS.setup_times, FLAGS.cores)}
   for i, stage in enumerate(stages, 1):
-    run_stage(out_dir, stage, i, len(stages))
-  print(f"\nBioCLIP Lite demo finished in {time.time() - start:.0f}s. Outputs in {out_dir}/:")
+    timings[stage.name] = run_stage(out_dir, stage, i, len(stages))
+  timings_path = write_timings(out_dir, timings, FLAGS.cores)
+  print(f"\nBioCLIP Lite demo finished in {time.time() - start:.0f}s (per stage: "
+        f"{timings_path}). Outputs in {out_dir}/:")
   for sub, what in [("data", "synthetic demo photos (TreeOfLife-10M shard format)"),
                     ("teacher_cache", "teacher embeddings, top-k logits, label bank"),
                     ("tfds", "TFDS dataset tree_of_life_distill"),

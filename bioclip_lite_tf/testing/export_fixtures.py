@@ -237,3 +237,43 @@ def exported_workspace(root: str, num_representative: int = 50, log=print) -> di
                   num_representative=num_representative)
     log("workspace: exported")
   return paths
+
+
+def briefly_trained_student(resolution: int, alpha: float, embed_dim: int, photos: np.ndarray,
+                            targets: np.ndarray, steps: int = 6, calibration_passes: int = 10,
+                            seed: int = 0) -> keras.Model:
+  """The REAL student (bioclip_lite_tf.model.build_student: MobileNetV3 Small with squeeze-
+  excite, hard-swish and residual blocks), BN-folded and made quantization-aware with the
+  shipped `tfjs_per_tensor` scheme, as training leaves it before export.
+
+  photos: float32 [n, R, R, 3] 0..255; targets: unit float32 [n, D]. From scratch BatchNorm's
+  moving variance (1) is far above the real activations', so every photo would embed to nearly
+  one vector: training-mode passes set the BN statistics from the photos, `steps` steps distil
+  the targets, and after folding and wrapping, training-mode passes set the quantizer ranges.
+  Fresh all-zero conv biases (squeeze-excite, Conv_2) make a graph no trained model has (the
+  converter then fuses hard-sigmoid's +3 as a rank-0 bias, which wasm cannot run), so they get
+  small random values, as bench/latency_bench.py gives them.
+  Returns the QAT keras.Model, input float32 [N, R, R, 3], output float32 [N, D] unit rows.
+  """
+  from bioclip_lite_tf import model as student_model
+  from bioclip_lite_tf.configs import demo
+  from bioclip_lite_tf.optimize import quantization
+  keras.utils.set_random_seed(seed)
+  rng = np.random.default_rng(seed)
+  config = demo.get_config("runlocal")
+  config.model.resolution = int(resolution)
+  config.model.alpha = float(alpha)
+  core = student_model.build_student(config.model, embed_dim)
+  for layer in core.layers:
+    weights = layer.get_weights()
+    if len(weights) == 2 and weights[1].ndim == 1 and not weights[1].any():
+      layer.set_weights([weights[0], rng.normal(0, 0.01, weights[1].shape).astype(np.float32)])
+  batch = photos[:32]
+  for _ in range(calibration_passes):
+    core(batch, training=True)
+  train_briefly(core, photos, targets, steps=steps, batch_size=min(16, len(photos)), seed=seed)
+  folded = student_model.fold_batch_norms(core, config.model, embed_dim)
+  qat = quantization.quantize(folded)
+  for _ in range(calibration_passes):
+    qat(batch, training=True)
+  return qat

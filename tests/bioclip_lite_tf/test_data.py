@@ -13,7 +13,6 @@ from bioclip_lite_tf import data as data_lib
 from bioclip_lite_tf.testing import synthetic
 from bioclip_lite_tf.config import ConfigDict
 from bioclip_lite_tf.keras import tf
-from bioclip_lite_tf.model.layers import squash_resize
 
 DATA_CONFIG = ConfigDict(name="tree_of_life_distill", builder_config="", train_split="train",
                          eval_split="validation", shuffle_buffer=32, seed=0, max_eval_examples=0)
@@ -46,15 +45,17 @@ def test_batches_have_the_documented_shapes_and_teacher_geometry(data_dir):
   assert batch["teacher_embedding"].shape == (4, 24)
   assert batch["topk_species_indices"].dtype == tf.int32
   assert batch["labels"].shape == (4, 7)
-  # The image is the squash-resize (the function the model wraps) of the photo as the teacher's
-  # PIL decodes it.
-  import io
-  from PIL import Image
+  # The student sees the teacher's geometry: the same photo through the teacher's own path
+  # (teacher_cache.teachers.decode_and_resize: PIL decode, whole photo squashed, PIL bicubic,
+  # uint8) gives the same pixels, to within PIL's uint8 rounding and its fixed-point kernel:
+  # mean |diff| <= 0.5 of a level, max <= 16 levels (measured on noise: mean 0.26..0.37,
+  # max 13 where PIL clamps an upsampling overshoot between its two passes).
+  from teacher_cache.teachers import decode_and_resize
   raw = next(iter(data.builder.as_dataset(split="validation",
                                           decoders={"image": tfds.decode.SkipDecoding()})))
-  pil = np.asarray(Image.open(io.BytesIO(raw["image"].numpy())).convert("RGB"))
-  want = squash_resize(tf.constant(pil), 32)
-  np.testing.assert_allclose(batch["image"][0].numpy(), want.numpy(), atol=1e-4)
+  teacher = decode_and_resize(raw["image"].numpy(), 32).astype(np.float64)
+  diff = np.abs(batch["image"][0].numpy() - teacher)
+  assert diff.mean() <= 0.5 and diff.max() <= 16.0, (diff.mean(), diff.max())
   assert float(tf.reduce_max(batch["image"])) <= 255.0
 
 
