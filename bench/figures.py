@@ -31,12 +31,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from formats import atomic  # noqa: E402
+from formats.ranks import RANKS  # noqa: E402
 
 RESULTS_DIR = os.path.join(REPO, "bench", "results")
 DEMO_SNAPSHOT = "demo.json"
 BEGIN = re.compile(r"^<!-- figures:(?P<id>[A-Za-z0-9_.:-]+) -->\s*$")
 END = "<!-- /figures:{id} -->"
-RANKS = ["species", "genus", "family", "order", "class", "phylum", "kingdom"]
+# species first: the tables lead with the rank users read first
+RANKS_DEEPEST_FIRST = tuple(reversed(RANKS))
 
 
 class FiguresError(Exception):
@@ -206,8 +208,8 @@ def render_demo_report(src: Sources) -> str:
       f"(cosine min {fixed(tl.get('cosine_min'), 4)}) |",
       f"| sparsity; Keras fp32 / TF.js / TFLite bytes | {fixed(m.get('sparsity'), 3)}; "
       f"{mb(m.get('keras_fp32_bytes'))} / {mb(m.get('tfjs_bytes'))} / {mb(m.get('tflite_bytes'))} |",
-      f"| student vs teacher top-1: {', '.join(RANKS)} | "
-      f"{', '.join(fixed(top1.get(k), 3) for k in RANKS)} |",
+      f"| student vs teacher top-1: {', '.join(RANKS_DEEPEST_FIRST)} | "
+      f"{', '.join(fixed(top1.get(k), 3) for k in RANKS_DEEPEST_FIRST)} |",
       f"| latency at 224 per photo: teacher torch / Keras / TFLite / TF.js wasm | "
       + " / ".join(sig(get(lat, f"{rt}.224"), 3) for rt in
                    ("teacher_torch_cpu", "keras_cpu", "tflite_xnnpack", "tfjs_wasm_node"))
@@ -262,11 +264,11 @@ def render_bench_speedups(src: Sources) -> str:
 def render_train_agreement(src: Sources) -> str:
   t = src.load("train.json")
   agree, speed = t.get("demo_agreement", {}), t.get("demo_photos_per_second", {})
-  rows = ["| phase | " + " | ".join(RANKS) + " | photos/s |",
-          "|---" * (len(RANKS) + 2) + "|"]
+  rows = ["| phase | " + " | ".join(RANKS_DEEPEST_FIRST) + " | photos/s |",
+          "|---" * (len(RANKS_DEEPEST_FIRST) + 2) + "|"]
   for phase in ("float", "prune", "qat"):
     a = agree.get(phase, {})
-    rows.append(f"| {phase} | " + " | ".join(fixed(a.get(k), 3) for k in RANKS) +
+    rows.append(f"| {phase} | " + " | ".join(fixed(a.get(k), 3) for k in RANKS_DEEPEST_FIRST) +
                 f" | {sig(speed.get(phase), 3)} |")
   return "\n".join(rows)
 
@@ -380,9 +382,58 @@ def render_rbc_node_latency(src: Sources) -> str:
 @figure("rbc-demo-wasm")
 def render_rbc_demo_wasm(src: Sources) -> str:
   lat = src.load("latency.json")
-  return (f"The demo student ({get(lat, 'student.name')}, alpha {get(lat, 'student.alpha')}) "
-          f"runs in about {sig(get(lat, 'latency_ms.tfjs_wasm_node.224'))} ms at 224 on wasm in "
-          f"Node (the repository's `bench/results/latency.json`).")
+  ms = get(lat, "latency.ms", {})
+  return (f"The shipped student ({get(lat, 'student.config')}: {get(lat, 'student.name')}, alpha "
+          f"{get(lat, 'student.alpha')}, random weights) embeds one photo at 224 in about "
+          f"{sig(get(ms, 'tfjs_wasm_node.224'))} ms on wasm in Node and "
+          f"{sig(get(ms, 'tflite_xnnpack_1t.224'))} ms in TFLite (XNNPACK, 1 thread), measured in "
+          f"one run at load average {sig(get(lat, 'machine.load_average_1m'))} on 2 cores (the "
+          "repository's `bench/results/latency.json`).")
+
+
+@figure("latency-shipped")
+def render_latency_shipped(src: Sources) -> str:
+  """The shipped config and its neighbours: ms per photo and speed-up over the teacher's image
+  tower, per runtime, all from one run of bench/latency_bench.py."""
+  lat = src.load("latency.json")
+  runtimes = [r for r in get(lat, "latency.ms", {}) if r != "teacher_torch_cpu"]
+  rows = ["| student | " + " | ".join(f"{r} ms (x teacher)" for r in runtimes) +
+          " | TF.js / TFLite |", "|---" * (len(runtimes) + 2) + "|"]
+  entries = [(f"{get(lat, 'student.name')} {get(lat, 'student.alpha')} (shipped)", lat)]
+  entries += [(name.replace(":", " "), v) for name, v in sorted(lat.get("neighbours", {}).items())]
+  for label, e in entries:
+    cells = []
+    for r in runtimes:
+      ms = get(e, f"latency.ms.{r}.224")
+      speed = get(e, f"latency.speedup_vs_teacher_224_by_runtime.{r}")
+      cells.append("n/a" if ms is None else f"{sig(ms, 3)} ({sig(speed, 3)}x)")
+    rows.append(f"| {label} | " + " | ".join(cells) +
+                f" | {sig(get(e, 'latency.tfjs_over_tflite_224'), 3)} |")
+  rows += ["", f"Teacher image tower ({get(lat, 'teacher.architecture')}, torch CPU, 1 thread): "
+           f"{sig(get(lat, 'teacher.latency_ms'), 4)} ms; machine load average "
+           f"{sig(get(lat, 'machine.load_average_1m'))} on {get(lat, 'machine.cpus')} cores."]
+  return "\n".join(rows)
+
+
+@figure("label-bank-scale")
+def render_label_bank_scale(src: Sources) -> str:
+  """react-bio-clip/README.md: the 454k-species device bank in Node (bench/label_bank_scale.js)."""
+  b = src.load("label_bank_scale.json")
+  rows = ["| figure | value |", "|---|---|",
+          f"| species x D, rows | {get(b, 'num_species')} x {get(b, 'embed_dim')}, "
+          f"{get(b, 'rows_dtype')} |",
+          f"| bank files | {mb(get(b, 'bank_file_bytes'))} |",
+          f"| resident (process RSS delta, model included) | {mb(get(b, 'resident_bytes'))} "
+          f"({sig(get(b, 'resident_over_file_bytes'), 3)}x the files) |",
+          f"| load | {sig(get(b, 'load_ms'), 3)} ms |",
+          f"| classify at {get(b, 'num_species')} species ({get(b, 'scoring_path')}) | "
+          f"{sig(get(b, 'classify_ms'), 3)} ms |",
+          f"| backbone alone | {sig(get(b, 'backbone_ms'), 3)} ms |",
+          f"| classify / backbone | {sig(get(b, 'classify_over_backbone'), 3)} (plain JS, as on "
+          f"Hermes: {sig(get(b, 'classify_over_backbone_plain_js'), 3)}) |",
+          f"| machine load average (1 min) | {sig((get(b, 'machine.loadavg') or [None])[0])} on "
+          f"{get(b, 'machine.cpus')} cores |"]
+  return "\n".join(rows)
 
 
 # ---------------------------------------------------------------- the demo snapshot
@@ -503,6 +554,36 @@ def run(check: bool, demo_dir: Optional[str], repo: str = REPO, results_dir: str
     return 1
   return 0
 
+
+
+@figure("label_bank_compact")
+def render_label_bank_compact(src: Sources) -> str:
+  """bioclip_lite_tf/README.md: bytes against agreement for each compact device bank option."""
+  result = src.load("label_bank_scale.json")
+  compact, info = result["compact"], result["compact_bench"]
+  sb = info["structured_bank"]
+  default = info["default"]
+  lines = [
+      f"Generated bank: {info['num_species']} species x {info['embed_dim']} "
+      f"({', '.join(f'{k} {v}' for k, v in sb['counts'].items())}), noise per rank "
+      f"{list(sb['noise_scales'].values())}, spectrum decay {sb['spectrum_decay']}; "
+      f"{info['num_queries']} queries with image noise {sb['image_noise']}, float32 top-1 vs "
+      f"the true species {sb['float32_top1_vs_true_species']:.3f}. Demo bank: "
+      f"{info['demo_bank']['num_species']} species, {info['demo_bank']['num_queries']} teacher "
+      f"image embeddings (random-weight teacher). \"with names\" adds an estimated "
+      f"{info['names_bytes_estimate']:,} bytes of names (leaf names + parent indices).",
+      "",
+      "| option | bytes at 454k (rows + scales + projection) | with names | top-1 agreement, demo "
+      "bank | top-1 agreement, generated 454k bank |",
+      "|---|---|---|---|---|"]
+  for option, v in sorted(compact.items(), key=lambda kv: -kv[1]["bytes"]):
+    mark = " (default)" if option == default["option"] else ""
+    lines.append(f"| `{option}`{mark} | {v['bytes'] / 1e6:.1f} MB | "
+                 f"{v['bytes_with_names'] / 1e6:.1f} MB | {v['top1_agreement_demo_bank']:.3f} | "
+                 f"{v['top1_agreement_structured_bank']:.3f} |")
+  lines += ["", f"Choice: `{default['option']}`, {default['why']}"
+                f"{'' if default['meets_goal'] else ' (the >= 0.99 goal is NOT met)'}."]
+  return "\n".join(lines)
 
 def main(argv: List[str]) -> int:
   import argparse
