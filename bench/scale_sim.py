@@ -37,9 +37,10 @@ Definitions (all seconds are wall clock):
                          tfds: examples/s; train: photos/s of the last segment's steady steps;
                          export: species/s (device-bank rows written per second of the stage).
 A stage that fails or times out is recorded as {status: "failed"|"timeout", seconds} and the
-stages after it run if their inputs exist. A stage whose output is complete and was measured at
-this same git commit is not run again (its earlier record is reused); --force redoes every stage
-but `generate` (--force_generate redoes that too). Goals are reported (pass/fail), not asserted.
+stages after it run if their inputs exist. A stage whose output is complete and was measured on
+the same code (git tree ids of formats/, teacher_cache/, tfds_treeoflife/, bioclip_lite_tf/) is
+not run again (its earlier record is reused); --force redoes every stage but `generate`
+(--force_generate redoes that too). Goals are reported (pass/fail), not asserted.
 """
 from __future__ import annotations
 
@@ -340,6 +341,7 @@ class Ctx:
   def __init__(self, work: str, commit: str):
     self.work = work
     self.commit = commit
+    self.code_id = code_id(commit)
     self.logs = os.path.join(work, "logs")
     os.makedirs(self.logs, exist_ok=True)
     self.source = os.path.join(work, "source")
@@ -598,6 +600,25 @@ def _git(*args) -> str:
     return ""
 
 
+MEASURED_DIRS = ("formats", "teacher_cache", "tfds_treeoflife", "bioclip_lite_tf")
+
+
+def code_id(commit: str) -> str:
+  """The git tree ids of the measured code at a commit (equal for commits that differ only in
+  bench/, docs or tests); plus '+dirty:<hash of the diff>' when measuring HEAD with uncommitted
+  changes there (so the same uncommitted state is still recognised)."""
+  if not commit:
+    return ""
+  ids = [_git("rev-parse", f"{commit}:{d}") for d in MEASURED_DIRS]
+  out = ",".join(i[:12] for i in ids)
+  if commit == _git("rev-parse", "HEAD"):
+    diff = _git("diff", "HEAD", "--", *MEASURED_DIRS)
+    if diff:
+      import hashlib
+      out += "+dirty:" + hashlib.sha256(diff.encode("utf-8", "replace")).hexdigest()[:12]
+  return out
+
+
 def goals(stages: Dict[str, Dict]) -> Dict:
   out = {}
   res = [r["seconds"] for r in stages.get("train", {}).get("resume_seconds", [])
@@ -631,6 +652,7 @@ def assemble(ctx: Ctx, stages: Dict[str, Dict], load_before) -> Dict:
       "benchmark": "scale_sim",
       "git_commit": ctx.commit,
       "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+      "code_id": ctx.code_id,
       "num_species": FLAGS.num_species,
       "num_rows": FLAGS.num_rows,
       "num_workers": FLAGS.num_workers,
@@ -689,8 +711,10 @@ def main(argv):
       with open(path) as f:
         old = json.load(f)
     force = FLAGS.force_generate if stage == "generate" else (FLAGS.force or redo_rest)
+    same_code = old is not None and (
+        old.get("code_id") or code_id(old.get("git_commit", ""))) == ctx.code_id
     reusable = (old is not None and old.get("status") == "ok" and complete(ctx, stage)
-                and (stage == "generate" or old.get("git_commit") == ctx.commit))
+                and (stage == "generate" or same_code))
     if reusable and not force:
       print(f"[scale] {stage}: complete (measured at {old.get('git_commit', '')[:10]}), reused",
             flush=True)
@@ -705,6 +729,7 @@ def main(argv):
     print(f"[scale] {stage}: running", flush=True)
     rec = RUNNERS[stage](ctx)
     rec["git_commit"] = ctx.commit
+    rec["code_id"] = ctx.code_id
     rec.setdefault("examples_per_second", None)
     from formats import atomic
     atomic.write_json(path, rec)
