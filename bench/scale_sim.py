@@ -74,7 +74,7 @@ flags.DEFINE_integer("train_steps", 200, "Training steps of the float phase.")
 flags.DEFINE_list("kill_steps", ["50", "100", "150"], "SIGKILL the training run once it logs "
                   "each of these steps, then resume it.")
 flags.DEFINE_integer("checkpoint_every", 10, "Training checkpoint interval (steps).")
-flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.")
+flags.DEFINE_integer("train_batch_size", 8, "Global training batch size (runlocal's).")
 flags.DEFINE_float("train_alpha", 1.0, "MobileNetV3 width (the default architecture: 1.0).")
 flags.DEFINE_string("train_model", "mobilenet_v3_large", "Student architecture (default: "
                     "configs/default.py's).")
