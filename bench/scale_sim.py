@@ -30,7 +30,9 @@ Definitions (all seconds are wall clock):
   first_row_seconds      process spawn -> the worker's first committed part file (rows written).
   resume_seconds         process spawn of the re-run -> its first training-step line with a step
                          past the restored checkpoint. `fresh_start_seconds` is the same for the
-                         very first run (from step 0), for comparison.
+                         very first run (from step 0), for comparison. after_restore_seconds:
+                         from the re-run's "resuming from ... at step N" line to that first
+                         step (input pipeline positioning + first step, without the imports).
   peak_rss_bytes.<stage> the largest sum of RSS over the stage's whole process tree (all
                          concurrent workers and their children), polled every --poll_seconds.
   examples_per_second    generate: photos/s; teacher_cache: rows/s over all workers together;
@@ -88,6 +90,7 @@ flags.DEFINE_string("work_dir", os.path.join(REPO, "runs", "scale_sim"), "Scratc
 flags.DEFINE_string("out", os.path.join(REPO, "bench", "results", "scale.json"),
                     "Where to write the JSON result.")
 flags.DEFINE_bool("force", False, "Redo every stage except generate.")
+flags.DEFINE_list("redo", [], "Redo these stages (and the ones after them) even if complete.")
 flags.DEFINE_bool("force_generate", False, "Regenerate the source and label bank too.")
 flags.DEFINE_float("poll_seconds", 0.1, "RSS / progress polling interval.")
 flags.DEFINE_integer("timeout_generate", 600, "Seconds.")
@@ -307,6 +310,7 @@ def _run_measured(argv: List[str], log_path: str, timeout: float,
   watch(proc, now) is called every poll; it may return "kill" to SIGKILL the process group.
   """
   mon = TreeMonitor()
+  load = os.getloadavg()[0]
   proc = _spawn(argv, log_path)
   mon.add(proc.pid)
   t0 = proc.t_start
@@ -329,7 +333,8 @@ def _run_measured(argv: List[str], log_path: str, timeout: float,
   if status is None:
     status = "ok" if rc == 0 else "failed"
   out = {"status": status, "returncode": rc, "seconds": round(time.monotonic() - t0, 3),
-         "peak_rss_bytes": mon.peak_total, "log": os.path.relpath(log_path, REPO)}
+         "peak_rss_bytes": mon.peak_total, "log": os.path.relpath(log_path, REPO),
+         "loadavg_1m_at_start": round(load, 2)}
   if status in ("failed", "timeout"):
     out["log_tail"] = _tail(log_path)
   return out
@@ -507,6 +512,7 @@ def stage_train(ctx: Ctx) -> Dict:
         m = RESUMED_RE.search(line)
         if m:
           st["restored"] = int(m.group(1))
+          st["restored_at"] = t - proc.t_start
         m = STEP_RE.search(line)
         if m and "[train]" in line:
           s = int(m.group(1))
@@ -522,7 +528,10 @@ def stage_train(ctx: Ctx) -> Dict:
     rec = _run_measured(_train_argv(ctx), os.path.join(ctx.logs, f"train-{seg}.log"),
                         FLAGS.timeout_train_segment, watch)
     peak = max(peak, rec["peak_rss_bytes"])
+    after_restore = (round(st["first"][0] - st["restored_at"], 3)
+                     if st["first"] and st.get("restored_at") is not None else None)
     rec.update({"kill_at_step": kill_at, "restored_step": st["restored"],
+                "restore_line_to_first_step_seconds": after_restore,
                 "first_step_seconds": st["first"][0] if st["first"] else None,
                 "first_step": st["first"][1] if st["first"] else None,
                 "last_step": st["last"]})
@@ -543,7 +552,9 @@ def stage_train(ctx: Ctx) -> Dict:
          "model": f"{FLAGS.train_model} alpha {FLAGS.train_alpha}, runlocal resolution",
          "fresh_start_seconds": segments[0]["first_step_seconds"],
          "resume_seconds": [{"step": s["restored_step"], "killed_at": segments[i]["kill_at_step"],
-                             "seconds": s["first_step_seconds"]}
+                             "seconds": s["first_step_seconds"],
+                             "after_restore_seconds": s["restore_line_to_first_step_seconds"],
+                             "loadavg_1m_at_start": s["loadavg_1m_at_start"]}
                             for i, s in enumerate(segments[1:])],
          "segments": segments}
   rates = [s.get("steady_photos_per_second") for s in segments if s.get("steady_photos_per_second")]
@@ -710,7 +721,8 @@ def main(argv):
     if os.path.isfile(path):
       with open(path) as f:
         old = json.load(f)
-    force = FLAGS.force_generate if stage == "generate" else (FLAGS.force or redo_rest)
+    force = (FLAGS.force_generate if stage == "generate" else (FLAGS.force or redo_rest)
+             ) or stage in FLAGS.redo
     same_code = old is not None and (
         old.get("code_id") or code_id(old.get("git_commit", ""))) == ctx.code_id
     reusable = (old is not None and old.get("status") == "ok" and complete(ctx, stage)

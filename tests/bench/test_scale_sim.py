@@ -76,7 +76,7 @@ def test_scale_sim_small_end_to_end(tmp_path):
   resumes = result["train"]["resume_seconds"]
   killed_last = result["stages"]["train"]["segments"][0]["last_step"]
   assert len(resumes) == 1 and 1 <= resumes[0]["step"] <= killed_last < 6
-  assert resumes[0]["seconds"] > 0
+  assert 0 < resumes[0]["after_restore_seconds"] < resumes[0]["seconds"]
   segs = result["stages"]["train"]["segments"]
   assert [s["status"] for s in segs] == ["killed", "ok"]
   assert segs[-1]["last_step"] == 6
