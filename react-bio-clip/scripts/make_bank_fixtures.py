@@ -1,7 +1,7 @@
 """Writes small device label banks of every row option, by the Python writer, for the JS reader tests.
 
   .venv/bin/python react-bio-clip/scripts/make_bank_fixtures.py \
-      --out_dir=react-bio-clip/test/fixtures/banks
+      --out_dir=react-bio-clip/test/fixtures_banks
 
 Per variant (int8, int4, float16, int4 with a 12-d projection, int8 with a 20-d projection)
 OUT/<variant>/ holds the bank's files (formats.device_label_bank, format version 2), written
@@ -26,7 +26,7 @@ from formats import atomic
 from formats import device_label_bank
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("out_dir", "react-bio-clip/test/fixtures/banks", "Directory to (re)write.")
+flags.DEFINE_string("out_dir", "react-bio-clip/test/fixtures_banks", "Directory to (re)write.")
 flags.DEFINE_integer("embed_dim", 32, "Row width D (the fixture model's).")
 
 VARIANTS = {"int8": ("int8", None), "int4": ("int4", None), "float16": ("float16", None),

@@ -10,7 +10,7 @@ const {load} = require('react-bio-clip');
 const {readExportDirectory, readLabelsDirectory} = require('react-bio-clip/node');
 const h = require('./helpers');
 
-const BANKS = path.join(__dirname, 'fixtures', 'banks');
+const BANKS = path.join(__dirname, 'fixtures_banks');
 const expected = JSON.parse(fs.readFileSync(path.join(BANKS, 'expected.json'), 'utf8'));
 
 for (const [variant, want] of Object.entries(expected.variants)) {
