@@ -59,7 +59,7 @@ def test_accuracy_counts_against_brute_force():
   # a teacher whose top-K is the student's own ranking: student == teacher at species level
   topk_idx = np.argsort(-logits, 1)[:, :5]
   topk_logits = np.take_along_axis(logits, topk_idx, 1)
-  acc = eval_metrics.AccuracyAccumulator(agg)
+  acc = eval_metrics.MetricsAccumulator(agg, 1.0)
   acc.update(logits[:25], truth[:25], topk_idx[:25], topk_logits[:25])
   acc.update(logits[25:], truth[25:], topk_idx[25:], topk_logits[25:])
   res = acc.result()
@@ -95,7 +95,7 @@ def test_inconsistent_prediction_is_detected():
   anc["kingdom"] = np.zeros(4, int)
   sizes = {r: 2 for r in RANKS}
   sizes["kingdom"], sizes["species"] = 1, 4
-  acc = eval_metrics.AccuracyAccumulator(eval_metrics.RankAggregator(anc, sizes))
+  acc = eval_metrics.MetricsAccumulator(eval_metrics.RankAggregator(anc, sizes), 1.0)
   logits = np.log(np.array([[0.2, 0.2, 0.2, 0.4]]))
   acc.update(logits, np.array([[0, 0, 0, 0, 0, 0, 0]]), np.array([[3, 0]]),
              np.array([[1.0, 0.5]]))
@@ -104,7 +104,7 @@ def test_inconsistent_prediction_is_detected():
   # The teacher's top-2 (species 3 at logit 1.0, species 0 at 0.5) puts 0.62 on genus B, the
   # genus of its top species: consistent.
   assert acc.result()["hierarchy"]["teacher_consistency"] == 1.0
-  acc2 = eval_metrics.AccuracyAccumulator(eval_metrics.RankAggregator(anc, sizes))
+  acc2 = eval_metrics.MetricsAccumulator(eval_metrics.RankAggregator(anc, sizes), 1.0)
   # Teacher top-4 spread like the student above: genus A (3 x 0.2) beats species 3's genus.
   acc2.update(logits, np.array([[0, 0, 0, 0, 0, 0, 0]]), np.array([[3, 0, 1, 2]]),
               np.log(np.array([[0.4, 0.2, 0.2, 0.2]])))
