@@ -1,7 +1,7 @@
 """MetricsAccumulator: batches of student logits (and the teacher's cached top-K, the true labels,
 embeddings) in; the accuracy, hierarchy, abstention and embedding_cosine sections of report.json
 out. Training's validation and evaluate both use it, so one run gives one set of numbers
-(given the same label bank: see bioclip_lite_tf/evaluate/README.md, "Training vs evaluate").
+(given the same label bank: see bioclip_lite_tf/README.md, "Training vs evaluate").
 
 Per photo it keeps only small arrays (rank top-5 rows, rank top-1 probabilities, the cosine), so
 memory grows by ~0.3 kB per photo whatever the number of species.

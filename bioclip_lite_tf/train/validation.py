@@ -4,7 +4,8 @@ the true labels at every rank, hierarchical metrics and the student-teacher embe
 
 Training scores against the dataset's float32 label bank; evaluate scores against the export's
 device label bank (int8/int4/float16 rows) when it ships the same species. That is the only
-difference between the two on the same model and photos (bioclip_lite_tf/evaluate/README.md).
+difference between the two on the same model and photos (bioclip_lite_tf/README.md,
+"Training vs evaluate").
 """
 from __future__ import annotations
 
