@@ -3,18 +3,20 @@ r"""Evaluate the exported student: report.json, plots, MODEL_CARD.md.
   python -m bioclip_lite_tf.evaluate --workdir=WORKDIR --export_dir=EXPORT \
       --data_dir=TFDS_DIR --out_dir=REPORT
 
-Reads the QAT student (WORKDIR/qat/model.h5), the export directory (docs/FORMATS.md section 4)
-and the built tree_of_life_distill dataset (validation split, label bank, teacher.json).
-Writes REPORT/ (format version 1):
+Reads the QAT student (WORKDIR/qat/model.h5; float/ and prune/model.h5 for compression_steps),
+the export directory (docs/FORMATS.md section 4) and the built tree_of_life_distill dataset
+(validation split, label bank, teacher.json).
+Writes REPORT/ (report format version 2):
 
   report.json       every key of report_schema.REQUIRED (docs/FORMATS.md), plus
                     extras (gzipped sizes, parity details, per-rank hierarchy, errors);
                     the accuracy section is one pass over the evaluation split that also runs
                     every compression step (float, pruned, QAT, TF.js, TFLite int8) on the
                     same photos: report.compression_steps
-  accuracy.png      top-1 per rank: student vs teacher, student vs truth, teacher vs truth
-  latency.png       latency per photo vs resolution per runtime (teacher at 224 as a line)
-  size.png          bytes per artifact (raw and gzipped), teacher fp32 for scale
+  *.png             plots of report.json (evaluate/plots.py lists them): per-rank top-1 per
+                    compression step and runtime, the coverage-accuracy curve of `best`, the
+                    mistake-severity histogram, latency against resolution per runtime, the 20
+                    most-confused family pairs, top-1 per rank, sizes
   MODEL_CARD.md     written from report.json
   parts/*.json      finished sections; a re-run skips them (resume), --force redoes them
 
