@@ -149,7 +149,7 @@ def mistake_severity_plot(report: dict, path: str) -> str:
   hist = h.get("mistake_severity_histogram") or {}
   heights = [str(i) for i in range(1, 8)]
   names = ["genus", "family", "order", "class", "phylum", "kingdom", "root"]
-  fig, ax = plt.subplots(figsize=(7, 4))
+  fig, ax = plt.subplots(figsize=(9, 4))
   ax.bar(range(7), [hist.get(k, 0) for k in heights])
   ax.set_xticks(range(7), [f"{k}\n(same {n})" if n != "root" else f"{k}\n(none)"
                            for k, n in zip(heights, names)], fontsize=8)
