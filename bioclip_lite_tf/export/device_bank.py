@@ -1,6 +1,6 @@
 """The device label bank of an export, made from a label_bank/ directory.
 
-The format (labels/label_bank.json + label_bank.bin) and its one writer and reader are in
+The format (labels/label_bank.json, label_bank.bin, names.bin, common_names.bin) and its one writer and reader are in
 formats.device_label_bank; this module reads the source label bank (formats.label_bank, with
 its teacher description from wherever the producer put it) and hands both to the writer.
 At 454k species x 512 the int8 bin is 233 MB; species are converted in chunks from the
@@ -55,8 +55,16 @@ def read_source_label_bank(directory: str, logit_scale: Optional[float] = None
                          float(teacher["logit_scale"]))
 
 
-def write_device_label_bank(source: SourceLabelBank, out_dir: str, dtype: str = "int8") -> dict:
-  """Writes OUT/label_bank.json + .bin; returns the label_bank.json content."""
+def write_device_label_bank(source: SourceLabelBank, out_dir: str, dtype: str = "int8",
+                            projection_dim: Optional[int] = None) -> dict:
+  """Writes OUT/label_bank.json, label_bank.bin, names.bin (+ common_names.bin); returns the json.
+
+  projection_dim: store rows in this many dimensions, through a PCA fitted on the bank
+  (device_format.fit_projection); None keeps all D.
+  """
+  projection = (device_format.fit_projection(source.species_embeddings, projection_dim)
+                if projection_dim else None)
   return device_format.write_device_label_bank(
       out_dir, source.tables, source.species_embeddings, source.logit_scale, source.teacher,
-      dtype, source={"label_bank_dir": os.path.abspath(source.directory)}, log=logging.info)
+      dtype, source={"label_bank_dir": os.path.abspath(source.directory)}, log=logging.info,
+      projection=projection)

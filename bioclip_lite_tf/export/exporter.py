@@ -11,7 +11,8 @@ docs/FORMATS.md section 4, formats.export_manifest):
                                 export.tfjs), float32 [N,R,R,3] 0..255 -> float32 [N,D] unit rows
   tflite/model_int8.tflite      int8 ops but the final L2 norm, float32 in/out (export.tflite)
   saved_model/                  `serving_default`: uint8 [N,H,W,3] any size -> float32 [N,D]
-  labels/label_bank.json, .bin  device label bank (formats.device_label_bank)
+  labels/label_bank.json, label_bank.bin, names.bin (+ common_names.bin)  device label bank
+                                (formats.device_label_bank, format version 2)
 
 Everything is built in a staging directory next to EXPORT and renamed into place at the end,
 so an interrupted export never leaves a directory that looks complete; re-running redoes it
@@ -192,7 +193,7 @@ def _write_label_bank(inputs: _Inputs, staging: str, dtype: str) -> Optional[dic
                                              os.path.join(staging, LABELS_DIR), dtype)
   return {"path": f"{LABELS_DIR}/{device_bank.device_format.JSON_NAME}",
           "format_version": meta["format_version"],
-          "num_species": meta["species_embeddings"]["shape"][0],
+          "num_species": meta["num_species"],
           "dtype": meta["dtype"], "logit_scale": meta["logit_scale"]}
 
 

@@ -8,7 +8,8 @@ What it writes under --out_dir (all small; the whole fixture stays well under 1 
 
   export/, export_small/      export directories (R = --resolution, --small_resolution) in the layout
                               of docs/FORMATS.md section 4
-                              (manifest.json, tfjs/model.json + shards, labels/label_bank.{json,bin})
+                              (manifest.json, tfjs/model.json + shards, labels/ label_bank.json, label_bank.bin, names.bin,
+                              common_names.bin)
                               made by the project's own export stage (bioclip_lite_tf.export.export
                               on a tiny QAT student; tflite/ and saved_model/ are then deleted to
                               keep the fixture small)

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs an exported BioCLIP Lite TF.js graph model in Node through this package itself (the built
 // dist/: run `npm run build` first) with the real @tensorflow/tfjs runtime, so what Python
-// measures is what an app loads: the same file reading, graph fixes, label bank dequantization
+// measures is what an app loads: the same file reading, graph fixes, label bank scoring
 // and classify().
 //
 // Used by bioclip_lite_tf.evaluate (parity, latency, memory) and bench/latency_bench.py.
@@ -15,7 +15,7 @@
 //   bench --model_dir=D --resolution=R [--runs=K] [--backend=wasm] [--label_bank_dir=L]
 //       per-photo latency (batch 1, median and mean of K runs after 3 warm-up runs) and the peak
 //       tf.memory().numBytes during one classify (model weights and label bank included).
-//       With L (label_bank.json + label_bank.bin) one classify is the package's classify() of an
+//       With L (label_bank.json, label_bank.bin, names.bin) one classify is the package's classify() of an
 //       R x R photo (embedding, species softmax, rank sums, top-K); without it, the embedding
 //       alone. D is a bare model folder, so load() gets a manifest made from R and the bank's
 //       embed_dim. Prints {backend, resolution, runs, latency_ms_median, latency_ms_mean,

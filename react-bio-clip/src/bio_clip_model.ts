@@ -1,21 +1,22 @@
 /**
  * The implementation behind the BioClip interface (private: create it with load()).
  *
- * Per photo, all in tf ops inside one tf.tidy (so on the GPU when there is one):
- *   image -> float32 [1, R, R, 3] (squash) -> graph model -> embedding [1, D] (L2-normalized)
- *   cosines [N] = embedding . species_text_embedding   (N species of the label bank)
- *   (restrictTo: disallowed species get -1e30, so the softmax renormalizes over the allowed ones)
- *   logits = logit_scale * cosines; p = softmax(logits); the best cosine (the species floor);
- *   rank sums = segment sums of p over each species' ancestor at that rank;
- *   top-K per rank with tf.topk; the few-shot prototypes are scored on the side.
- * Then two downloads (all values, all indices) and plain JS to build the answer: the float32
- * input checks, the similarity floors and the user taxa's softmax happen there.
+ * Per photo, in tf ops inside one tf.tidy (so on the GPU when there is one):
+ *   image -> float32 [1, R, R, 3] (squash) -> graph model -> embedding [1, D] (L2-normalized);
+ *   the few-shot prototypes are scored on the side.
+ * Then one download (the embedding, prototype scores and input stats) and plain JS (scoring.ts)
+ * for the label bank, which stays in its stored precision (label_bank.ts):
+ *   cosines of the candidate species (all, or restrictTo's rows, gathered once per list),
+ *   chunk by chunk; logits = logit_scale * cosines (+ log prior); exact softmax over the
+ *   candidates; rank sums up the parent links; top-K per rank. The float32 input checks, the
+ *   similarity floors and the user taxa's softmax happen there too.
  */
 import * as tf from '@tensorflow/tfjs';
 
 import {BioClipDisposedError, BioClipInputError, BioClipMismatchError} from './errors';
 import {PrototypeStore} from './few_shot';
 import {LabelBank} from './label_bank';
+import {resolvePrior, scoreBank, Scored} from './scoring';
 import {ADD_TAXON_OPTIONS, CLASSIFY_OPTIONS, checkOptions, IMAGE_OPTIONS, IMPORT_PROTOTYPES_OPTIONS, SCORING_OPTIONS} from './options';
 import {safeL2Normalize} from './precision';
 import {checkImage, checkInputValues, inputValueStats, ResizeMethod, toModelInput} from './preprocess';
@@ -27,16 +28,11 @@ import {
 
 const DEFAULT_TOP_K = 5;
 const DEFAULT_THRESHOLD = 0.5;
-/** Added to disallowed species' logits: exp underflows to exactly 0 in float32. */
-const DISALLOWED_LOGIT = -1e30;
 const RESTRICTION_CACHE_SIZE = 8;
-const GPU_BACKENDS = new Set(['webgl', 'webgpu', 'rn-webgl']);
 
 interface Restriction {
-  /** float32 [N]: 0 for allowed species, DISALLOWED_LOGIT otherwise. */
-  bias: Float32Array;
-  /** The same as a kept tensor, uploaded once (not per camera frame); freed on eviction. */
-  biasTensor: tf.Tensor1D | null;
+  /** The allowed species' rows, ascending: only these are scored. */
+  rows: Int32Array;
   /** Per rank, 1 for a taxon that holds at least one allowed species. */
   allowedTaxa: Record<Rank, Uint8Array>;
   count: number;
@@ -48,15 +44,7 @@ interface EmbeddedPhoto {
   stats: tf.Tensor1D | null;
 }
 
-/** Segment-sum inputs for backends without UnsortedSegmentSum (wasm): ids sorted, with the order. */
-interface SortedSegments {
-  order: tf.Tensor1D;
-  sortedIds: tf.Tensor1D;
-}
-
 export class BioClipModel implements BioClip {
-  /** Which kernel sums species into taxa; 'auto' picks per backend. Internal: tests force each. */
-  static segmentSumKernel: 'auto' | 'sparse' | 'unsorted' = 'auto';
   readonly embedDim: number;
   readonly resolution: number;
   readonly numSpecies: number;
@@ -69,11 +57,8 @@ export class BioClipModel implements BioClip {
    */
   preNormalization: string | null = null;
   private disposed = false;
-  /** float32 [D, N]: species text embeddings, transposed for one matMul. */
-  private readonly speciesTextT: tf.Tensor2D;
-  /** Per rank above species: int32 [N], the species' ancestor row. */
-  private readonly ancestorIds = new Map<Rank, tf.Tensor1D>();
-  private readonly sortedSegments = new Map<Rank, SortedSegments>();
+  /** float64 [N]: the scores of one photo, reused (scoring is synchronous, so never shared). */
+  private scratch: Float64Array | null = null;
   private readonly restrictions = new Map<string, Restriction>();
   private readonly prototypes: PrototypeStore;
   private prototypeTensors: {
@@ -88,11 +73,6 @@ export class BioClipModel implements BioClip {
     this.embedDim = manifest.embed_dim;
     this.resolution = manifest.resolution;
     this.numSpecies = bank.numSpecies;
-    this.speciesTextT = tf.tidy(() => tf.transpose(
-        tf.tensor2d(bank.speciesEmbeddings, [bank.numSpecies, bank.embedDim], 'float32')));
-    for (const rank of RANKS.slice(0, -1)) {
-      this.ancestorIds.set(rank, tf.tensor1d(bank.ancestors[rank], 'int32'));
-    }
     this.prototypes = new PrototypeStore(this.embedDim, modelSha256);
   }
 
@@ -205,7 +185,8 @@ export class BioClipModel implements BioClip {
     }
     // Every rank gets a top-K (`best` needs each rank's top taxon); only the requested are returned.
     const k = Object.fromEntries(RANKS.map((rank) => [rank, Math.min(topK, this.bank.numTaxa(rank))])) as Record<Rank, number>;
-    return {topK, threshold, ranks, restriction, k, speciesFloor, userFloor, allowUnitRange, where};
+    const prior = resolvePrior(this.bank, options.prior, where);
+    return {topK, threshold, ranks, restriction, prior, k, speciesFloor, userFloor, allowUnitRange, where};
   }
 
   private restriction(names: string[]): Restriction {
@@ -214,7 +195,8 @@ export class BioClipModel implements BioClip {
     if (cached) return cached;
     const {mask, count} = this.bank.allowedSpecies(names);
     if (count === 0) throw new BioClipInputError(`classify: restrictTo ${JSON.stringify(names)} holds no species of the label bank`);
-    const bias = Float32Array.from(mask, (allowed) => (allowed ? 0 : DISALLOWED_LOGIT));
+    const rows = new Int32Array(count);
+    for (let s = 0, j = 0; s < mask.length; ++s) if (mask[s]) rows[j++] = s;
     const allowedTaxa = {} as Record<Rank, Uint8Array>;
     for (const rank of RANKS) {
       const flags = new Uint8Array(this.bank.numTaxa(rank));
@@ -222,65 +204,19 @@ export class BioClipModel implements BioClip {
       for (let s = 0; s < mask.length; ++s) if (mask[s]) flags[ancestors[s]] = 1;
       allowedTaxa[rank] = flags;
     }
-    const restriction: Restriction = {bias, biasTensor: null, allowedTaxa, count};
+    const restriction: Restriction = {rows, allowedTaxa, count};
     if (this.restrictions.size >= RESTRICTION_CACHE_SIZE) {
-      const oldest = this.restrictions.keys().next().value!;
-      this.restrictions.get(oldest)!.biasTensor?.dispose();
-      this.restrictions.delete(oldest);
+      this.restrictions.delete(this.restrictions.keys().next().value!);
     }
     this.restrictions.set(key, restriction);
     return restriction;
   }
 
-  /** Species probabilities float32 [N] summed per taxon of `rank`: float32 [numTaxa(rank)]. */
-  private rankSums(probs: tf.Tensor1D, rank: Rank): tf.Tensor1D {
-    const numTaxa = this.bank.numTaxa(rank);
-    const backend = tf.getBackend();
-    // GPU backends have a shader for UnsortedSegmentSum, while their SparseSegmentSum reads the
-    // data back to the CPU. The cpu backend's UnsortedSegmentSum is O(N x taxa) (3 s per photo
-    // at 10k species), its SparseSegmentSum O(N); wasm has only SparseSegmentSum.
-    const mode = BioClipModel.segmentSumKernel;
-    const sparse = mode === 'sparse' || (mode === 'auto' && !!tf.getKernel('SparseSegmentSum', backend) &&
-        (!GPU_BACKENDS.has(backend) || !tf.getKernel('UnsortedSegmentSum', backend)));
-    if (!sparse) return tf.unsortedSegmentSum(probs, this.ancestorIds.get(rank)!, numTaxa);
-    // SparseSegmentSum wants sorted ids, so sort once and keep.
-    let sorted = this.sortedSegments.get(rank);
-    if (!sorted) {
-      const ids = this.bank.ancestors[rank];
-      const order = Int32Array.from(ids.keys()).sort((a, b) => ids[a] - ids[b]);
-      sorted = tf.tidy(() => ({
-        order: tf.keep(tf.tensor1d(order, 'int32')),
-        sortedIds: tf.keep(tf.tensor1d(order.map((i) => ids[i]), 'int32')),
-      }));
-      this.sortedSegments.set(rank, sorted);
-    }
-    const sums = tf.sparse.sparseSegmentSum(probs, sorted.order, sorted.sortedIds) as tf.Tensor1D;
-    // Its length is the last id + 1; pad so trailing taxa without species still count.
-    return sums.shape[0] === numTaxa ? sums : tf.pad(sums, [[0, numTaxa - sums.shape[0]]]);
-  }
-
   private async run(makeEmbedding: () => EmbeddedPhoto, plan: ReturnType<BioClipModel['plan']>): Promise<Classification> {
-    const {k, restriction} = plan;
     const user = this.prototypeTensors;
-    const [values, indices, checked] = tf.tidy(() => {
+    const [values, checked] = tf.tidy(() => {
       const {embedding, stats} = makeEmbedding();
-      let cosines = tf.matMul(embedding, this.speciesTextT).squeeze([0]) as tf.Tensor1D;
-      if (restriction) {
-        if (!restriction.biasTensor || restriction.biasTensor.isDisposed) {
-          restriction.biasTensor = tf.keep(tf.tensor1d(restriction.bias));
-        }
-        cosines = tf.add(cosines, restriction.biasTensor);
-      }
-      const probs = tf.softmax(tf.mul(cosines, this.bank.logitScale) as tf.Tensor1D);
       const floats: tf.Tensor1D[] = [tf.reshape(embedding, [-1])];
-      const ints: tf.Tensor1D[] = [];
-      for (const rank of RANKS) {
-        const scores = rank === 'species' ? probs : this.rankSums(probs, rank);
-        const top = tf.topk(scores, k[rank]);
-        floats.push(top.values as tf.Tensor1D);
-        ints.push(top.indices as tf.Tensor1D);
-      }
-      floats.push(tf.reshape(tf.max(cosines), [1]) as tf.Tensor1D);
       if (user) {
         const centred = tf.sub(embedding, user.centre);
         const query = tf.div(centred, tf.maximum(tf.norm(centred), 1e-12));
@@ -289,46 +225,45 @@ export class BioClipModel implements BioClip {
         floats.push(tf.matMul(unit, user.meanT).squeeze([0]) as tf.Tensor1D);
       }
       if (stats) floats.push(stats);
-      return [tf.concat(floats), tf.concat(ints), stats !== null] as const;
+      return [floats.length > 1 ? tf.concat(floats) : floats[0], stats !== null] as const;
     });
     let floatData: Float32Array;
-    let intData: Int32Array;
     try {
-      [floatData, intData] = await Promise.all([values.data() as Promise<Float32Array>, indices.data() as Promise<Int32Array>]);
+      floatData = await values.data() as Float32Array;
     } finally {
       values.dispose();
-      indices.dispose();
     }
     if (checked) checkInputValues(floatData.subarray(floatData.length - 3), plan.where, plan.allowUnitRange);
-    return this.answer(floatData, intData, plan, user);
+    const embedding = floatData.slice(0, this.embedDim);
+    if (!this.scratch) this.scratch = new Float64Array(this.bank.numSpecies);
+    const scored = scoreBank(this.bank, embedding, plan.restriction ? plan.restriction.rows : null, plan.prior,
+                             plan.k, this.scratch, plan.where);
+    return this.answer(embedding, scored, floatData.subarray(this.embedDim), plan, user);
   }
 
   private score(rank: Rank, index: number, probability: number): TaxonScore {
     return {
-      rank, name: this.bank.shortName(rank, index), taxon: this.bank.tables[rank].names[index], index,
+      rank, name: this.bank.shortName(rank, index), taxon: this.bank.fullName(rank, index), index,
       commonName: this.bank.commonName(rank, index), probability, lineage: this.bank.lineage(rank, index),
     };
   }
 
-  private answer(floats: Float32Array, ints: Int32Array, plan: ReturnType<BioClipModel['plan']>,
+  /** floats: the prototype scores (cosines to the centred prototypes, then to the means), then the stats. */
+  private answer(embedding: Float32Array, scored: Scored, floats: Float32Array, plan: ReturnType<BioClipModel['plan']>,
                  user: BioClipModel['prototypeTensors']): Classification {
-    const {k, restriction, threshold, ranks, speciesFloor, userFloor} = plan;
-    const embedding = floats.slice(0, this.embedDim);
-    let f = this.embedDim;
-    let i = 0;
+    const {restriction, threshold, ranks, speciesFloor, userFloor} = plan;
+    const f = 0;
     const tops = {} as Record<Rank, TaxonScore[]>;
     for (const rank of RANKS) {
       const list: TaxonScore[] = [];
-      for (let j = 0; j < k[rank]; ++j) {
-        const index = ints[i + j];
-        if (restriction && !restriction.allowedTaxa[rank][index]) continue;
-        list.push(this.score(rank, index, floats[f + j]));
+      const {indices, values} = scored.tops[rank];
+      for (let j = 0; j < indices.length; ++j) {
+        if (restriction && !restriction.allowedTaxa[rank][indices[j]]) continue;
+        list.push(this.score(rank, indices[j], values[j]));
       }
       tops[rank] = list;
-      f += k[rank];
-      i += k[rank];
     }
-    const similarity = floats[f++];
+    const similarity = scored.similarity;
     const abstained = similarity < speciesFloor;
     let best: TaxonScore | null = null;
     for (let depth = RANKS.length - 1; depth >= 0 && !best && !abstained; --depth) {
@@ -417,14 +352,8 @@ export class BioClipModel implements BioClip {
     if (this.disposed) return;
     this.disposed = true;
     this.model.dispose();
-    this.speciesTextT.dispose();
-    this.ancestorIds.forEach((t) => t.dispose());
-    this.restrictions.forEach((r) => r.biasTensor?.dispose());
     this.restrictions.clear();
-    this.sortedSegments.forEach((s) => {
-      s.order.dispose();
-      s.sortedIds.dispose();
-    });
+    this.scratch = null;
     if (this.prototypeTensors) {
       disposePrototypeTensors(this.prototypeTensors);
       this.prototypeTensors = null;

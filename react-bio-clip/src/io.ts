@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 
 import {BioClipFormatError, BioClipInputError, BioClipLoadError, BioClipMismatchError} from './errors';
 import {expandScalarFusedBias, specBytes} from './graph_compat';
-import {LabelBank} from './label_bank';
+import {LabelBank, SUPPORTED_LABEL_BANK_VERSIONS} from './label_bank';
 import {Bytes, ExportManifest, LabelBankJson, LabelsSource} from './types';
 
 export const SUPPORTED_MANIFEST_VERSIONS = [1];
@@ -19,6 +19,8 @@ export const EXPORT_PATHS = {
   modelJson: 'tfjs/model.json',
   labelsJson: 'labels/label_bank.json',
   labelsBin: 'labels/label_bank.bin',
+  labelsNames: 'labels/names.bin',
+  labelsCommonNames: 'labels/common_names.bin',
 };
 
 export function toUint8(bytes: Bytes): Uint8Array {
@@ -165,21 +167,63 @@ function refuseAssetId(value: unknown, option: string, file: string): void {
   }
 }
 
+/** The files label_bank.json names, with the bytes given for each (null: not given). */
+async function checkBankFile(manifest: ExportManifest, json: LabelBankJson, file: string, bytes: Uint8Array,
+                             where: string): Promise<void> {
+  // label_bank.json also records its own files: catches files from different banks.
+  const own = json?.files?.[file];
+  if (own && typeof own.bytes === 'number' && own.bytes !== bytes.byteLength) {
+    throw new BioClipMismatchError(
+        `${file} does not belong to label bank ${where}: it has ${bytes.byteLength} bytes, label_bank.json records ${own.bytes}`);
+  }
+  const fromManifest = manifestSha256(manifest, `labels/${file}`);
+  const fromJson = own && typeof own.sha256 === 'string' ? own.sha256.toLowerCase() : null;
+  if (!fromManifest && !fromJson) return;
+  const actual = await sha256Hex(bytes);  // once, however many records there are (233 MB at 454k)
+  if (actual === null) return;
+  if (fromManifest && actual !== fromManifest) {
+    throw new BioClipMismatchError(
+        `${file} of ${where} is not the labels/${file} of this export: its sha256 is ${actual}, ` +
+        `manifest.json records ${fromManifest}`);
+  }
+  if (fromJson && actual !== fromJson) {
+    throw new BioClipMismatchError(
+        `${file} does not belong to label bank ${where}: its sha256 is ${actual}, label_bank.json records ${fromJson}`);
+  }
+}
+
+function checkBankVersion(json: LabelBankJson, where: string): void {
+  // Before the files are fetched: a version 1 bank has no names.bin to fetch.
+  if (json && typeof json === 'object' && json.format_version !== undefined && !SUPPORTED_LABEL_BANK_VERSIONS.includes(json.format_version)) {
+    throw new BioClipFormatError(
+        `label bank ${where}: format_version ${json.format_version} is not supported (this package reads ` +
+        `${SUPPORTED_LABEL_BANK_VERSIONS.join(', ')}); re-export the label bank with this version's bioclip_lite_tf ` +
+        '(python -m bioclip_lite_tf.export, or python -m bioclip_lite_tf.device_label_bank)');
+  }
+}
+
 /** Reads, hash-checks and decodes the label bank, then checks it against the manifest. */
 export async function readLabelBank(source: LabelsSource, manifest: ExportManifest): Promise<LabelBank> {
   let json: LabelBankJson;
-  let binBytes: Uint8Array;
   let where: string;
   let jsonBytes: Uint8Array | null = null;
+  let files: {bin: Uint8Array; names: Uint8Array; commonNames: Uint8Array | null};
   if (typeof source === 'string') {
     where = source;
     jsonBytes = await fetchBytes(source, 'label_bank.json');
     json = parseJson<LabelBankJson>(jsonBytes, `label bank ${source}`);
-    const binUrl = resolveRelative(source, json?.species_embeddings?.file ?? 'label_bank.bin');
-    binBytes = await fetchBytes(binUrl, 'label_bank.bin');
+    checkBankVersion(json, where);
+    const fetchFile = (file: string) => fetchBytes(resolveRelative(source, file), file);
+    const common = json?.common_names?.file;
+    const [bin, names, commonNames] = await Promise.all([
+      fetchFile(json?.rows?.file ?? 'label_bank.bin'), fetchFile(json?.names?.file ?? 'names.bin'),
+      common ? fetchFile(common) : Promise.resolve(null)]);
+    files = {bin, names, commonNames};
   } else if (source && typeof source === 'object' && 'json' in source && 'bin' in source) {
     refuseAssetId(source.json, 'labels.json', 'label_bank.json');
     refuseAssetId(source.bin, 'labels.bin', 'label_bank.bin');
+    refuseAssetId(source.names, 'labels.names', 'names.bin');
+    refuseAssetId(source.commonNames, 'labels.commonNames', 'common_names.bin');
     where = typeof source.json === 'string' ? source.json : '(object)';
     if (typeof source.json === 'string') {
       jsonBytes = await fetchBytes(source.json, 'label_bank.json');
@@ -187,23 +231,24 @@ export async function readLabelBank(source: LabelsSource, manifest: ExportManife
       jsonBytes = toUint8(source.json);
     }
     json = jsonBytes ? parseJson<LabelBankJson>(jsonBytes, `label bank ${where}`) : source.json as LabelBankJson;
-    binBytes = typeof source.bin === 'string' ? await fetchBytes(source.bin, 'label_bank.bin') : toUint8(source.bin);
+    checkBankVersion(json, where);
+    if (source.names === undefined || source.names === null) {
+      throw new BioClipInputError('labels.names is missing: give names.bin (its URL or bytes) beside labels.json and labels.bin');
+    }
+    const get = async (value: string | Bytes, file: string) => (typeof value === 'string' ? fetchBytes(value, file) : toUint8(value));
+    files = {
+      bin: await get(source.bin, 'label_bank.bin'),
+      names: await get(source.names, 'names.bin'),
+      commonNames: source.commonNames ? await get(source.commonNames, 'common_names.bin') : null,
+    };
   } else {
-    throw new BioClipFormatError('labels must be the URL of label_bank.json or {json, bin}');
+    throw new BioClipFormatError('labels must be the URL of label_bank.json or {json, bin, names, commonNames?}');
   }
   if (jsonBytes) await checkSha256(manifest, EXPORT_PATHS.labelsJson, jsonBytes, `label bank ${where}`);
-  await checkSha256(manifest, EXPORT_PATHS.labelsBin, binBytes, `label_bank.bin of ${where}`);
-  // label_bank.json also records its own .bin: catches a .json and .bin from different banks.
-  const ownBin = (json as {bin?: {sha256?: string}})?.bin?.sha256;
-  if (typeof ownBin === 'string') {
-    const actual = await sha256Hex(binBytes);
-    if (actual !== null && actual !== ownBin.toLowerCase()) {
-      throw new BioClipMismatchError(
-          `label_bank.bin does not belong to label bank ${where}: its sha256 is ${actual}, ` +
-          `label_bank.json records ${ownBin}`);
-    }
-  }
-  const bank = LabelBank.parse(json, binBytes, where);
+  await checkBankFile(manifest, json, json?.rows?.file ?? 'label_bank.bin', files.bin, where);
+  await checkBankFile(manifest, json, json?.names?.file ?? 'names.bin', files.names, where);
+  if (files.commonNames) await checkBankFile(manifest, json, json?.common_names?.file ?? 'common_names.bin', files.commonNames, where);
+  const bank = LabelBank.parse(json, files, where);
   if (bank.embedDim !== manifest.embed_dim) {
     throw new BioClipMismatchError(
         `label bank ${where} has embed_dim ${bank.embedDim} but the model's manifest says ${manifest.embed_dim}`);

@@ -9,7 +9,7 @@ export const LOAD_OPTIONS = ['model', 'labels', 'manifest', 'resize', 'skipWarmu
 /** loadFromDirectory reads model, labels and manifest itself. */
 export const DIRECTORY_LOAD_OPTIONS = ['resize', 'skipWarmup', 'onWarning'] as const;
 export const IMAGE_OPTIONS = ['allowUnitRange'] as const;
-export const SCORING_OPTIONS = ['topK', 'ranks', 'threshold', 'restrictTo', 'speciesSimilarityFloor', 'userSimilarityFloor'] as const;
+export const SCORING_OPTIONS = ['topK', 'ranks', 'threshold', 'restrictTo', 'prior', 'speciesSimilarityFloor', 'userSimilarityFloor'] as const;
 export const CLASSIFY_OPTIONS = [...SCORING_OPTIONS, ...IMAGE_OPTIONS] as const;
 export const ADD_TAXON_OPTIONS = ['commonName', ...IMAGE_OPTIONS] as const;
 export const IMPORT_PROTOTYPES_OPTIONS = ['replace'] as const;

@@ -57,39 +57,54 @@ export interface RankTable {
   common_names: string[];
 }
 
-/** labels/label_bank.json. */
+/** labels/label_bank.json, format version 2 (docs/FORMATS.md section 4). Holds no per-taxon strings. */
 export interface LabelBankJson {
+  format?: string;
   format_version: number;
   embed_dim: number;
-  dtype: 'int8' | 'float16' | 'float32';
+  /** The same as rows.dtype. */
+  dtype?: string;
   /** The multiplier itself (exp already applied, about 100 for BioCLIP). */
   logit_scale: number;
   ranks: string[];
-  taxa: {[rank: string]: RankTable};
+  /** Taxa per rank. */
+  counts: {[rank: string]: number};
+  num_species: number;
   /**
-   * Where the species text embeddings sit in label_bank.bin (little-endian): row-major
-   * [num_species, embed_dim] of `dtype` at byte `offset`; for int8, one float32 scale per row at
-   * `scales_offset` (row value = int8 * scale).
+   * Where the species rows sit in label_bank.bin (little-endian), row-major
+   * [num_species, stored_dim]: int8, int4 (two per byte, low nibble first) or float16 at byte
+   * `offset`; int8/int4 have one float32 scale per row at `scales_offset` (row ~= q * scale).
    */
-  species_embeddings: {
+  rows: {
     file: string;
+    dtype: 'int8' | 'int4' | 'float16' | 'float32';
+    stored_dim: number;
     offset: number;
-    shape: [number, number];
     scales_offset?: number;
-    scales_dtype?: string;
+    bytes?: number;
   };
+  /** Rows store P^T (x - mean): a query q scores q . mean + (q @ P) . row. P float32 [D, d]. */
+  projection?: {file: string; offset: number; shape: [number, number]; mean_offset: number} | null;
+  /** names.bin: per rank, parents int32 [N], offsets uint32 [N + 1] and the leaf names' UTF-8 blob. */
+  names: {file: string; ranks: {[rank: string]: {parents_offset: number; offsets_offset: number; blob_offset: number; blob_bytes: number}}; [key: string]: unknown};
+  /** common_names.bin (optional file): per rank, offsets and blob. Null when no taxon has one. */
+  common_names?: {file: string; ranks: {[rank: string]: {offsets_offset: number; blob_offset: number; blob_bytes: number}}} | null;
+  /** Byte size and sha256 of each file of the bank, by file name. */
+  files?: {[name: string]: {bytes: number; sha256: string}};
   [key: string]: unknown;
 }
 
 /**
- * The device label bank. Either the URL of label_bank.json (the .bin is found next to it, by
- * the name the JSON gives), or the two files themselves: `json` as a URL, raw bytes or the
- * parsed object (e.g. `require('./labels/label_bank.json')` in React Native), `bin` as a URL
- * or bytes.
+ * The device label bank. Either the URL of label_bank.json (the other files are found next to
+ * it, by the names the JSON gives; common_names.bin is fetched when the bank has one), or the
+ * files themselves: `json` as a URL, raw bytes or the parsed object (e.g.
+ * `require('./labels/label_bank.json')` in React Native), `bin` (label_bank.bin), `names`
+ * (names.bin) and the optional `commonNames` (common_names.bin) as URLs or bytes. Without
+ * `commonNames`, every commonName is null.
  */
 export type LabelsSource =
     string |
-    {json: string | Bytes | LabelBankJson; bin: string | Bytes};
+    {json: string | Bytes | LabelBankJson; bin: string | Bytes; names: string | Bytes; commonNames?: string | Bytes | null};
 
 export interface LoadOptions {
   /**
@@ -153,6 +168,19 @@ export interface ClassifyOptions extends ImageOptions {
    * when unambiguous. Probabilities are renormalized over the allowed species.
    */
   restrictTo?: string | string[];
+  /**
+   * A per-species prior (range maps, eBird-style frequencies, what the app knows about where
+   * and when the photo was taken): weights >= 0 multiplied into the species probabilities
+   * before they are normalized (the same as adding log(weight) to each logit). Either a
+   * Float32Array with one weight per species row of the label bank, or a map (Map or plain
+   * object) of taxon name -> weight, names at any rank as restrictTo takes them: a species
+   * gets the weight of the most specific named taxon above it, and 0 when none is named
+   * (so {"Animalia": 0.01, "Turdus merula": 0.3} keeps every animal possible). A weight of 0
+   * removes a species. Only the ratios matter. `null` or absent: no prior (switch it off for
+   * gardens, zoos and captive animals, where the local checklist does not apply). The
+   * similarity floor still compares the photo's cosines, which a prior does not change.
+   */
+  prior?: Float32Array | Map<string, number> | {[taxon: string]: number} | null;
   /**
    * Photo-to-text cosine (`similarity`: logit / logit_scale) that the best-matching allowed
    * species must reach; below it `abstained` is true and `best` is null. Default

@@ -77,6 +77,7 @@ test('typed errors', async (t) => {
   });
 
   await t.test('a label bank that does not belong to the model', async () => {
+    const exportBin = () => new Uint8Array(fs.readFileSync(path.join(h.SMALL_DIR, 'labels/label_bank.bin')));
     const {model, manifest} = await readExportDirectory(h.SMALL_DIR);
     // The other export's bank: same taxa and text, but manifest.json records a different file.
     const other = await readExportDirectory(h.EXPORT_DIR);
@@ -85,7 +86,17 @@ test('typed errors', async (t) => {
     const bin = new Uint8Array(fs.readFileSync(path.join(h.SMALL_DIR, 'labels/label_bank.bin')));
     bin[3] ^= 1;
     const json = fs.readFileSync(path.join(h.SMALL_DIR, 'labels/label_bank.json'));
-    await rejectsWith(load({model, manifest, labels: {json, bin}}), BioClipMismatchError, /sha256/);
+    const names = fs.readFileSync(path.join(h.SMALL_DIR, 'labels/names.bin'));
+    await rejectsWith(load({model, manifest, labels: {json, bin, names}}), BioClipMismatchError, /label_bank\.bin.*sha256/);
+    // ... or in the names.
+    const badNames = new Uint8Array(names);
+    badNames[badNames.length - 2] ^= 1;
+    await rejectsWith(load({model, manifest, labels: {json, bin: exportBin(), names: badNames}}), BioClipMismatchError, /names\.bin.*sha256/);
+    // names.bin is required; a version 1 bank is refused by name.
+    await rejectsWith(load({model, manifest, labels: {json, bin: exportBin()}}), BioClipInputError, /labels\.names is missing/);
+    const v1 = {...JSON.parse(json), format_version: 1};
+    await rejectsWith(load({model, manifest: {...manifest, files: undefined}, labels: {json: v1, bin: exportBin(), names}}),
+                      BioClipFormatError, /format_version 1 is not supported.*re-export/);
     // Another width, or another species count, given as parsed objects (no hashes to compare).
     const narrow = h.handBank([[['A', 'B', 'C', 'D', 'E', 'F', 'g'], '', 1]], 16);
     const noHashes = {...manifest, files: undefined};

@@ -49,7 +49,7 @@ test(`no tensor leaks over ${LOADS} failed loads`, async () => {
   const binBytes = good.labels.bin;
   const cutBin = binBytes.subarray(0, 100);
   const cutBankJson = JSON.parse(new TextDecoder().decode(good.labels.json));
-  cutBankJson.bin.sha256 = sha256(cutBin);
+  cutBankJson.files['label_bank.bin'] = {bytes: cutBin.byteLength, sha256: sha256(cutBin)};
   const kinds = {
     // Decoding stops half way through the weights (this leaked 13 tensors per load before).
     'truncated shard whose hash matches': [() => loadFromDirectory(truncatedDir), BioClipFormatError, /truncated/],
@@ -73,10 +73,10 @@ test(`no tensor leaks over ${LOADS} failed loads`, async () => {
     }), BioClipLoadError, /warm-up inference/],
     // Cut short, with the hash label_bank.json records for it updated to match.
     'corrupt label bank (.bin cut short)': [() => load({
-      model: tf.io.fromMemory(artifacts), labels: {json: cutBankJson, bin: cutBin}, manifest: noHashes,
-    }), BioClipFormatError, /bytes but the int8 embeddings end at/],
+      model: tf.io.fromMemory(artifacts), labels: {json: cutBankJson, bin: cutBin, names: good.labels.names}, manifest: noHashes,
+    }), BioClipFormatError, /bytes but the int8 rows end at/],
     'corrupt label bank (not JSON)': [() => load({
-      model: tf.io.fromMemory(artifacts), labels: {json: new TextEncoder().encode('{"format_version": 1,'), bin: binBytes},
+      model: tf.io.fromMemory(artifacts), labels: {json: new TextEncoder().encode('{"format_version": 2,'), bin: binBytes, names: good.labels.names},
       manifest: noHashes,
     }), BioClipFormatError, /not valid JSON/],
     // The other export's manifest: found out after the graph is built (its input is 32, not 224).
@@ -86,7 +86,7 @@ test(`no tensor leaks over ${LOADS} failed loads`, async () => {
     'model output width differs from the manifest': [() => load({
       model: tf.io.fromMemory(artifacts), ...(() => {
         const bank = h.handBank([[['A', 'B', 'C', 'D', 'E', 'F', 'g'], '', 1]], 16);
-        return {labels: {json: bank.json, bin: bank.bin}, manifest: {...bank.manifest, embed_dim: 16}};
+        return {labels: bank.labels, manifest: {...bank.manifest, embed_dim: 16}};
       })(),
     }), BioClipMismatchError, /outputs shape \[1,32\]/],
   };

@@ -6,7 +6,6 @@ const assert = require('node:assert');
 const tf = require('@tensorflow/tfjs');
 const {load, BioClipInputError} = require('react-bio-clip');
 const {readExportDirectory} = require('react-bio-clip/node');
-const {BioClipModel} = require('../dist/bio_clip_model');
 const h = require('./helpers');
 
 const SPECIES = [
@@ -21,20 +20,13 @@ const SPECIES = [
 
 const close = (actual, expected, what) => assert.ok(Math.abs(actual - expected) < 1e-5, `${what}: ${actual} != ${expected}`);
 
-// cpu twice: its default sums with SparseSegmentSum; WebGL's UnsortedSegmentSum path is forced
-// on cpu so both kernels' sums are checked here (wasm has only the sparse one).
-const RUNS = [['cpu', 'auto'], ['cpu', 'unsorted'], ['wasm', 'auto']];
-
-for (const [backend, kernel] of RUNS) {
-  test(`hierarchy on ${backend} (segment sums: ${kernel})`, async (t) => {
+// The bank is scored in plain JS (no tensors), so the backends differ only in the embedding.
+for (const backend of h.BACKENDS) {
+  test(`hierarchy on ${backend}`, async (t) => {
     await h.useBackend(backend);
-    BioClipModel.segmentSumKernel = kernel;
-    t.after(() => {
-      BioClipModel.segmentSumKernel = 'auto';
-    });
     const {model} = await readExportDirectory(h.SMALL_DIR);
     const bank = h.handBank(SPECIES, h.fixtureManifest().embed_dim);
-    const bioClip = await load({model, labels: {json: bank.json, bin: bank.bin}, manifest: bank.manifest});
+    const bioClip = await load({model, labels: bank.labels, manifest: bank.manifest});
     const query = h.axis0(bioClip.embedDim);
 
     await t.test('species probabilities and rank sums', async () => {
@@ -109,12 +101,59 @@ for (const [backend, kernel] of RUNS) {
       await assert.rejects(bioClip.classifyEmbedding(new Float32Array(3)), BioClipInputError);
     });
 
+    await t.test('prior: weights multiplied in before the softmax change the ranking as documented', async () => {
+      const plain = await bioClip.classifyEmbedding(query, {topK: 5});
+      // No prior, or prior: null, is the old answer exactly.
+      assert.deepStrictEqual(await bioClip.classifyEmbedding(query, {topK: 5, prior: null}), plain);
+      assert.deepStrictEqual(await bioClip.classifyEmbedding(query, {topK: 5, prior: undefined}), plain);
+      // Rosa canina has the lowest logit (w = 1) but a prior of 10: p ~ w * prior = 10 / 19.
+      const rosa = await bioClip.classifyEmbedding(query, {topK: 5, prior: Float32Array.from([1, 1, 1, 1, 10])});
+      assert.strictEqual(rosa.species[0].name, 'Rosa canina');
+      [10 / 19, 3 / 19, 3 / 19, 2 / 19, 1 / 19].forEach((p, i) => close(rosa.species[i].probability, p, rosa.species[i].name));
+      close(rosa.ranks.kingdom[0].probability, 10 / 19, 'Plantae');
+      assert.strictEqual(rosa.ranks.kingdom[0].name, 'Plantae');
+      // The prior does not move the similarity (the photo's cosine to its best species).
+      close(rosa.similarity, plain.similarity, 'similarity');
+      // Only the ratios matter.
+      const scaled = await bioClip.classifyEmbedding(query, {topK: 5, prior: Float32Array.from([0.1, 0.1, 0.1, 0.1, 1])});
+      rosa.species.forEach((s, i) => close(scaled.species[i].probability, s.probability, s.name));
+      // A zero prior removes a species: the others renormalize (3, 2, 1, 1 of 7).
+      const noRobin = await bioClip.classifyEmbedding(query, {topK: 5, prior: Float32Array.from([0, 1, 1, 1, 1])});
+      assert.ok(!noRobin.species.some((s) => s.name === 'Turdus migratorius' && s.probability > 0));
+      assert.strictEqual(noRobin.species[0].name, 'Turdus merula');
+      close(noRobin.species[0].probability, 3 / 7, 'Turdus merula');
+      // A map of taxon names at any rank: the most specific named taxon gives the weight.
+      const byName = await bioClip.classifyEmbedding(query, {topK: 5, prior: {Animalia: 1, Plantae: 1, 'Rosa canina': 10}});
+      rosa.species.forEach((s, i) => assert.deepStrictEqual([byName.species[i].name, Math.abs(byName.species[i].probability - s.probability) < 1e-9], [s.name, true]));
+      const birds = await bioClip.classifyEmbedding(query, {topK: 5, prior: new Map([['Aves', 2]])});
+      const restricted = await bioClip.classifyEmbedding(query, {topK: 5, restrictTo: 'Aves'});
+      assert.deepStrictEqual(birds.species.filter((s) => s.probability > 0).map((s) => s.name), restricted.species.map((s) => s.name));
+      restricted.species.forEach((s, i) => close(birds.species[i].probability, s.probability, s.name));
+      // With restrictTo too: the prior acts inside the allowed species.
+      const both = await bioClip.classifyEmbedding(query, {restrictTo: 'Aves', prior: Float32Array.from([1, 1, 3, 1, 1])});
+      assert.strictEqual(both.species[0].name, 'Corvus corax');
+      close(both.species[0].probability, 6 / 12, 'Corvus corax');
+    });
+
+    await t.test('prior: bad weights are typed errors that say what is wrong', async () => {
+      const rejects = (prior, pattern) => assert.rejects(bioClip.classifyEmbedding(query, {prior}),
+                                                         (e) => e instanceof BioClipInputError && pattern.test(e.message));
+      await rejects(Float32Array.from([1, 1, 1]), /prior has 3 weights but the label bank has 5 species/);
+      await rejects(Float32Array.from([1, -1, 1, 1, 1]), /prior \[1\] is -1/);
+      await rejects(Float32Array.from([1, NaN, 1, 1, 1]), /prior \[1\] is NaN/);
+      await rejects(new Float32Array(5), /weight 0 to every species/);
+      await rejects({Dinosauria: 1}, /no taxon named "Dinosauria"/);
+      await rejects({Aves: 'high'}, /"Aves" is high/);
+      await rejects([1, 1, 1, 1, 1], /must be a Float32Array of 5 weights/);
+      await assert.rejects(bioClip.classifyEmbedding(query, {restrictTo: 'Rosa', prior: {Aves: 1}}), /weight 0 to every allowed species/);
+    });
+
     await t.test('a short name shared by two taxa must be given as a full lineage', async () => {
       const homonyms = h.handBank([
         [['Plantae', 'Tracheophyta', 'Magnoliopsida', 'Rosales', 'Moraceae', 'Ficus', 'carica'], 'Fig', 2],
         [['Animalia', 'Mollusca', 'Gastropoda', 'Littorinimorpha', 'Ficidae', 'Ficus', 'ficus'], 'Fig shell', 1],
       ], bioClip.embedDim);
-      const other = await load({model, labels: {json: homonyms.json, bin: homonyms.bin}, manifest: homonyms.manifest});
+      const other = await load({model, labels: homonyms.labels, manifest: homonyms.manifest});
       await assert.rejects(other.classifyEmbedding(query, {restrictTo: 'Ficus'}), /ambiguous/);
       const r = await other.classifyEmbedding(query, {restrictTo: 'Animalia Mollusca Gastropoda Littorinimorpha Ficidae Ficus'});
       assert.deepStrictEqual(r.species.map((s) => [s.name, s.commonName]), [['Ficus ficus', 'Fig shell']]);
@@ -122,12 +161,9 @@ for (const [backend, kernel] of RUNS) {
     });
 
     await t.test('a taxon without species (last in its table) gets probability 0', async () => {
-      const withEmpty = h.handBank(SPECIES, bioClip.embedDim);
-      const genus = withEmpty.json.taxa.genus;
-      genus.names.push('Animalia Chordata Aves Passeriformes Turdidae Catharus');
-      genus.parents.push(0);
-      genus.common_names.push('');
-      const other = await load({model, labels: {json: withEmpty.json, bin: withEmpty.bin}, manifest: withEmpty.manifest});
+      const withEmpty = h.handBank(SPECIES, bioClip.embedDim, 10, 0.5,
+                                   [['Animalia', 'Chordata', 'Aves', 'Passeriformes', 'Turdidae', 'Catharus']]);
+      const other = await load({model, labels: withEmpty.labels, manifest: withEmpty.manifest});
       const r = await other.classifyEmbedding(query, {topK: 10});
       assert.strictEqual(r.ranks.genus.length, 5, 'Turdus, Corvus, Canis, Rosa and the empty Catharus');
       assert.deepStrictEqual(r.ranks.genus.map((g) => g.name).slice(0, 2), ['Turdus', 'Corvus']);

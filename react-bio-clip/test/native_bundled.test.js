@@ -23,6 +23,8 @@ const {bundledAssetBytes, bundledLoadOptions, bundledModel, loadBundled} = requi
 const LABEL_BANK_BIN = 7;
 const WEIGHT_SHARD = 8;
 const MISSING_FILE = 9;
+const NAMES_BIN = 10;
+const COMMON_NAMES_BIN = 11;
 
 test('bundled export (react-bio-clip/native)', async (t) => {
   await h.useBackend('cpu');
@@ -32,6 +34,8 @@ test('bundled export (react-bio-clip/native)', async (t) => {
   assets.files.set(LABEL_BANK_BIN, path.join(h.SMALL_DIR, 'labels/label_bank.bin'));
   assets.files.set(WEIGHT_SHARD, path.join(h.SMALL_DIR, 'tfjs', modelJson.weightsManifest[0].paths[0]));
   assets.files.set(MISSING_FILE, null);
+  assets.files.set(NAMES_BIN, path.join(h.SMALL_DIR, 'labels/names.bin'));
+  assets.files.set(COMMON_NAMES_BIN, path.join(h.SMALL_DIR, 'labels/common_names.bin'));
   const handed = [];
   mocks['@tensorflow/tfjs-react-native'].bundleResourceIO = (json, ids) => {
     handed.push([json, ids]);
@@ -40,7 +44,8 @@ test('bundled export (react-bio-clip/native)', async (t) => {
   const reference = await loadFromDirectory(h.SMALL_DIR);
   const baseline = tf.memory().numTensors;
   t.after(() => reference.dispose());
-  const bundle = {modelJson, modelWeights: [WEIGHT_SHARD], manifest: exported.manifest, labelsJson, labelsBin: LABEL_BANK_BIN};
+  const bundle = {modelJson, modelWeights: [WEIGHT_SHARD], manifest: exported.manifest, labelsJson, labelsBin: LABEL_BANK_BIN,
+                  labelsNames: NAMES_BIN, labelsCommonNames: COMMON_NAMES_BIN};
 
   await t.test('an asset id for label_bank.bin is downloaded, then read as bytes: the real bank', async () => {
     const downloads = assets.downloads;
@@ -54,12 +59,13 @@ test('bundled export (react-bio-clip/native)', async (t) => {
     handed.length = 0;
     const reads = assets.reads;
     const bundled = await loadBundled(bundle);
-    assert.strictEqual(assets.reads, reads + 2, 'the shard and the label bank are both read as asset bytes');
+    assert.strictEqual(assets.reads, reads + 4, 'the shard and the label bank\'s three files are all read as asset bytes');
     assert.strictEqual(handed.length, 0, 'no react-native-fs route (bundleResourceIO) for loadBundled');
     const square = h.decodeJpeg('square_a');
     const [a, b] = [await bundled.classify(square), await reference.classify(square)];
     assert.deepStrictEqual(Array.from(a.embedding), Array.from(b.embedding));
-    assert.deepStrictEqual(a.species.map((s) => [s.taxon, s.probability]), b.species.map((s) => [s.taxon, s.probability]));
+    assert.deepStrictEqual(a.species.map((s) => [s.taxon, s.probability, s.commonName]),
+                           b.species.map((s) => [s.taxon, s.probability, s.commonName]));
     bundled.dispose();
     assert.strictEqual(tf.memory().numTensors, baseline);
   });
@@ -71,8 +77,11 @@ test('bundled export (react-bio-clip/native)', async (t) => {
     assert.strictEqual(options.manifest, exported.manifest);
     // Label bank bytes pass through untouched: only the weight shard is an asset lookup.
     const downloads = assets.downloads;
-    const withBytes = await bundledLoadOptions({...bundle, labelsBin: exported.labels.bin});
+    const withBytes = await bundledLoadOptions({...bundle, labelsBin: exported.labels.bin, labelsNames: exported.labels.names,
+                                                labelsCommonNames: undefined});
     assert.strictEqual(withBytes.labels.bin, exported.labels.bin);
+    assert.strictEqual(withBytes.labels.names, exported.labels.names);
+    assert.strictEqual(withBytes.labels.commonNames, undefined, 'common names are optional');
     assert.strictEqual(assets.downloads, downloads + 1);
   });
 
@@ -106,6 +115,7 @@ test('bundled export (react-bio-clip/native)', async (t) => {
     await assert.rejects(bundledAssetBytes(12345), (e) => e instanceof BioClipLoadError && /12345/.test(e.message));
     await assert.rejects(bundledAssetBytes(MISSING_FILE), (e) => e instanceof BioClipLoadError && /no local file/.test(e.message));
     await assert.rejects(bundledLoadOptions(null), (e) => e instanceof BioClipInputError);
+    await assert.rejects(bundledLoadOptions({...bundle, labelsNames: undefined}), (e) => e instanceof BioClipInputError && /names\.bin/.test(e.message));
     assert.strictEqual(tf.memory().numTensors, baseline);
   });
 });

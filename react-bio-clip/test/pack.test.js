@@ -130,9 +130,8 @@ test('npm pack from a clean copy ships a working package', async (t) => {
       fs.writeFileSync(path.join(app, 'classify.js'), readmeNodeExample());
       const photo = h.expected().photos.find((p) => p.name === 'square_a');
       const out = run(process.execPath, ['classify.js', h.EXPORT_DIR, path.join(h.FIXTURES, 'photos', 'square_a.jpg')], app);
-      const bank = JSON.parse(fs.readFileSync(path.join(h.EXPORT_DIR, 'labels', 'label_bank.json'), 'utf8'));
       // Python's top-1 for these JPEG bytes (jpeg-js keeps it: test/parity.test.js).
-      const top1 = bank.taxa.species.names[photo.top5_species[0]].split(' ').slice(-2).join(' ');
+      const top1 = h.speciesShortName(h.EXPORT_DIR, photo.top5_species[0]);
       const lines = out.trim().split('\n');
       assert.ok(lines[0].startsWith(top1), `expected the top species ${top1}, got:\n${out}`);
       assert.match(out, /backend: wasm/);

@@ -138,7 +138,7 @@ def test_manifest_ties_files_together(exported):
   assert manifest["teacher"]["real_weights"] is False
   assert manifest["label_bank"]["num_species"] == 8
   for rel in ("tfjs/model.json", "tflite/model_int8.tflite", "labels/label_bank.json",
-              "labels/label_bank.bin", "saved_model/saved_model.pb"):
+              "labels/label_bank.bin", "labels/names.bin", "saved_model/saved_model.pb"):
     assert rel in manifest["files"], rel
   for rel, entry in manifest["files"].items():
     with open(os.path.join(out, rel), "rb") as f:

@@ -9,6 +9,8 @@
  *     manifest: require('./export/manifest.json'),
  *     labelsJson: require('./export/labels/label_bank.json'),
  *     labelsBin: require('./export/labels/label_bank.bin'),
+ *     labelsNames: require('./export/labels/names.bin'),
+ *     labelsCommonNames: require('./export/labels/common_names.bin'),  // optional
  *   });
  *   const {model, status} = useBioClip(options);                 // or: await loadBundled({...})
  *
@@ -42,6 +44,10 @@ export interface BundledExport {
    * bytes, or a URL that fetch() can read.
    */
   labelsBin: number | Bytes | string;
+  /** labels/names.bin: asset id, bytes or URL, as labelsBin. */
+  labelsNames: number | Bytes | string;
+  /** labels/common_names.bin (optional: without it every commonName is null). */
+  labelsCommonNames?: number | Bytes | string | null;
   resize?: LoadOptions['resize'];
 }
 
@@ -120,17 +126,22 @@ async function bundledModelFromBytes(modelJson: tf.io.ModelJSON, modelWeights: n
  */
 export async function bundledLoadOptions(bundle: BundledExport): Promise<LoadOptions> {
   if (!bundle || typeof bundle !== 'object') {
-    throw new BioClipInputError('bundledLoadOptions: pass {modelJson, modelWeights, manifest, labelsJson, labelsBin}');
+    throw new BioClipInputError('bundledLoadOptions: pass {modelJson, modelWeights, manifest, labelsJson, labelsBin, labelsNames}');
   }
-  const {labelsBin} = bundle;
-  const [model, bin] = await Promise.all([
+  const {labelsBin, labelsNames, labelsCommonNames} = bundle;
+  if (labelsNames === undefined || labelsNames === null) {
+    throw new BioClipInputError("bundledLoadOptions: labelsNames is missing: require('./export/labels/names.bin')");
+  }
+  const asBytes = (asset: number | Bytes | string) => (typeof asset === 'number' ? bundledAssetBytes(asset) : asset);
+  const [model, bin, names, commonNames] = await Promise.all([
     bundledModelFromBytes(bundle.modelJson, bundle.modelWeights),
-    typeof labelsBin === 'number' ? bundledAssetBytes(labelsBin) : labelsBin,
+    asBytes(labelsBin), asBytes(labelsNames),
+    labelsCommonNames === undefined || labelsCommonNames === null ? null : asBytes(labelsCommonNames),
   ]);
   return {
     model,
     manifest: bundle.manifest,
-    labels: {json: bundle.labelsJson, bin},
+    labels: {json: bundle.labelsJson, bin, names, ...(commonNames !== null ? {commonNames} : {})},
     ...(bundle.resize !== undefined ? {resize: bundle.resize} : {}),
   };
 }

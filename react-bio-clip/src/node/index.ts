@@ -13,11 +13,13 @@ import {BioClipFormatError, BioClipLoadError, BioClipMismatchError} from '../err
 import {EXPORT_PATHS, manifestSha256, parseJson, readGraphModel} from '../io';
 import {load} from '../load';
 import {checkOptions, DIRECTORY_LOAD_OPTIONS} from '../options';
-import {BioClip, ExportManifest, LoadOptions} from '../types';
+import {BioClip, ExportManifest, LabelBankJson, LoadOptions} from '../types';
 
 async function readFile(file: string, what: string): Promise<Uint8Array> {
   try {
-    return new Uint8Array(await fs.readFile(file));
+    const buffer = await fs.readFile(file);
+    // A view, not a copy: a 233 MB label_bank.bin is held once.
+    return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
   } catch (error) {
     throw new BioClipLoadError(`could not read ${what} ${file}: ${(error as Error).message}`, error);
   }
@@ -68,13 +70,25 @@ export async function readModelDirectory(modelDir: string, manifest?: ExportMani
 }
 
 /**
- * A label bank folder (label_bank.json and label_bank.bin, the export's labels/) as load()'s
- * `labels`. With `manifest`, both files are checked against the sha256 it records.
+ * A label bank folder (label_bank.json, label_bank.bin, names.bin and, when the bank has one,
+ * common_names.bin: the export's labels/) as load()'s `labels`. With `manifest`, every file is
+ * checked against the sha256 it records. `commonNames: false` leaves common_names.bin unread.
  */
-export async function readLabelsDirectory(labelsDir: string, manifest?: ExportManifest): Promise<{json: Uint8Array; bin: Uint8Array}> {
+export async function readLabelsDirectory(labelsDir: string, manifest?: ExportManifest, options: {commonNames?: boolean} = {}
+): Promise<{json: Uint8Array; bin: Uint8Array; names: Uint8Array; commonNames: Uint8Array | null}> {
   const json = await readChecked(path.join(labelsDir, path.basename(EXPORT_PATHS.labelsJson)), EXPORT_PATHS.labelsJson, manifest, 'label bank');
-  const bin = await readChecked(path.join(labelsDir, path.basename(EXPORT_PATHS.labelsBin)), EXPORT_PATHS.labelsBin, manifest, 'label bank data');
-  return {json, bin};
+  const meta = parseJson<LabelBankJson>(json, `label bank ${labelsDir}`);
+  const file = (name: string | undefined, fallback: string) => path.basename(name ?? fallback);
+  const binName = file(meta?.rows?.file, 'label_bank.bin');
+  const namesName = file(meta?.names?.file, 'names.bin');
+  const commonName = meta?.common_names?.file && options.commonNames !== false ? path.basename(meta.common_names.file) : null;
+  const [bin, names, commonNames] = await Promise.all([
+    readChecked(path.join(labelsDir, binName), `labels/${binName}`, manifest, 'label bank data'),
+    meta?.format_version === 1 ? Promise.resolve(new Uint8Array(0)) :  // load() refuses it by version
+      readChecked(path.join(labelsDir, namesName), `labels/${namesName}`, manifest, 'label bank names'),
+    commonName ? readChecked(path.join(labelsDir, commonName), `labels/${commonName}`, manifest, 'label bank common names') : Promise.resolve(null),
+  ]);
+  return {json, bin, names, commonNames};
 }
 
 /**
