@@ -3,6 +3,11 @@ r"""Evaluate the exported student: report.json, plots, MODEL_CARD.md.
   python -m bioclip_lite_tf.evaluate --workdir=WORKDIR --export_dir=EXPORT \
       --data_dir=TFDS_DIR --out_dir=REPORT
 
+Or on your own labelled photos (class folders or a CSV; no teacher, no dataset build; see
+bioclip_lite_tf/evaluate/photos.py):
+
+  python -m bioclip_lite_tf.evaluate --photos=DIR_OR_CSV --export_dir=EXPORT [--out=REPORT]
+
 What is measured and written is described in bioclip_lite_tf/evaluate/evaluation.py. Exit
 status 2 for bad input (missing or mismatched export, dataset or checkpoint).
 """
@@ -39,12 +44,41 @@ flags.DEFINE_integer("threads", 1, "CPU threads for every runtime (Keras intra-o
 flags.DEFINE_string("teacher_architecture", "ViT-B-16", "open_clip architecture timed as the "
                     "teacher (BioCLIP is ViT-B-16).")
 flags.DEFINE_bool("force", False, "Redo sections finished by an earlier run.")
+flags.DEFINE_string("photos", None, "Your own labelled photos: iNat21-style class folders or a "
+                    "CSV with path and kingdom..species columns. Needs only --export_dir.")
+flags.DEFINE_string("out", None, "With --photos: where to write photos_report.json (default "
+                    "--out_dir, else ./photos_report).")
+
+
+def photos_main() -> int:
+  from bioclip_lite_tf.evaluate import photos as photos_lib
+  if not FLAGS.export_dir:
+    print("error: --export_dir is required with --photos", file=sys.stderr)
+    return 2
+  out = FLAGS.out or FLAGS.out_dir or "photos_report"
+  try:
+    report = photos_lib.evaluate_photos(FLAGS.photos, FLAGS.export_dir, out,
+                                        log=lambda m: print(m, file=sys.stderr))
+  except (photos_lib.PhotosInputError, FormatError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  for runtime, res in report["runtimes"].items():
+    if res:
+      top1 = res["accuracy"]["student_vs_truth"]["top1"]
+      print(f"{runtime}: n={res['accuracy']['n']} top-1 species {top1['species']:.3f} genus "
+            f"{top1['genus']:.3f} family {top1['family']:.3f}; mistake severity "
+            f"{res['hierarchy']['mistake_severity']}")
+  print(f"photos report written to {out}/{photos_lib.REPORT_NAME} ({report['n_evaluated']} "
+        f"photos; {len(report['unknown_names'])} unknown name(s))")
+  return 0
 
 
 def main(argv):
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
     return 2
+  if FLAGS.photos is not None:
+    return photos_main()
   for name in ("workdir", "export_dir", "data_dir", "out_dir"):
     if not getattr(FLAGS, name):
       print(f"error: --{name} is required", file=sys.stderr)

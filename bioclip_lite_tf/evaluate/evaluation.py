@@ -3,15 +3,20 @@ r"""Evaluate the exported student: report.json, plots, MODEL_CARD.md.
   python -m bioclip_lite_tf.evaluate --workdir=WORKDIR --export_dir=EXPORT \
       --data_dir=TFDS_DIR --out_dir=REPORT
 
-Reads the QAT student (WORKDIR/qat/model.h5), the export directory (docs/FORMATS.md section 4)
-and the built tree_of_life_distill dataset (validation split, label bank, teacher.json).
-Writes REPORT/ (format version 1):
+Reads the QAT student (WORKDIR/qat/model.h5; float/ and prune/model.h5 for compression_steps),
+the export directory (docs/FORMATS.md section 4) and the built tree_of_life_distill dataset
+(validation split, label bank, teacher.json).
+Writes REPORT/ (report format version 2):
 
   report.json       every key of report_schema.REQUIRED (docs/FORMATS.md), plus
-                    extras (gzipped sizes, parity details, per-rank hierarchy, errors)
-  accuracy.png      top-1 per rank: student vs teacher, student vs truth, teacher vs truth
-  latency.png       latency per photo vs resolution per runtime (teacher at 224 as a line)
-  size.png          bytes per artifact (raw and gzipped), teacher fp32 for scale
+                    extras (gzipped sizes, parity details, per-rank hierarchy, errors);
+                    the accuracy section is one pass over the evaluation split that also runs
+                    every compression step (float, pruned, QAT, TF.js, TFLite int8) on the
+                    same photos: report.compression_steps
+  *.png             plots of report.json (evaluate/plots.py lists them): per-rank top-1 per
+                    compression step and runtime, the coverage-accuracy curve of `best`, the
+                    mistake-severity histogram, latency against resolution per runtime, the 20
+                    most-confused family pairs, top-1 per rank, sizes
   MODEL_CARD.md     written from report.json
   parts/*.json      finished sections; a re-run skips them (resume), --force redoes them
 
@@ -44,6 +49,8 @@ from bioclip_lite_tf.export.exporter import (ExportInputError, load_qat_model, m
                                              model_resolution, qat_model_path)
 
 PARTS_DIR = "parts"
+# A finished section written by an evaluator with another version is redone, not reused.
+PARTS_VERSION = report_schema.REPORT_FORMAT_VERSION
 
 
 class EvaluationInputError(ValueError):
@@ -80,6 +87,30 @@ def artifact_sizes(export_dir: str) -> Dict[str, Dict[str, int]]:
     out[name] = {"bytes": int(sum(os.path.getsize(f) for f in files)),
                  "gzip_bytes": int(_gzip_bytes(files))}
   return out
+
+
+
+def _step_row(res, float_acc) -> dict:
+  """compression_steps.<step>: species agreement and embedding cosine (None when it could not
+  run), the per-rank top-1 agreement, and the figure against the dataset's float32 label bank
+  (what training's validation reports) for the Keras steps."""
+  if res is None:
+    return {"n": 0, "species_top1_agreement": None, "embedding_cosine_mean": None,
+            "top1_agreement_by_rank": None}
+  a = res["accuracy"]
+  row = {"n": a["n"],
+         "species_top1_agreement": a["student_vs_teacher"]["top1"]["species"],
+         "species_top5_agreement": a["student_vs_teacher"]["top5"]["species"],
+         "embedding_cosine_mean": res["embedding_cosine"]["mean"],
+         "embedding_cosine_p5": res["embedding_cosine"]["p5"],
+         "top1_agreement_by_rank": a["student_vs_teacher"]["top1"],
+         "student_vs_truth_top1_by_rank": a["student_vs_truth"]["top1"],
+         "mistake_severity": res["hierarchy"]["mistake_severity"],
+         "hdist_at_1": res["hierarchy"]["hdist_at_1"]}
+  if float_acc is not None and float_acc.n:
+    fa = float_acc.result()["accuracy"]
+    row["species_top1_agreement_dataset_label_bank"] = fa["student_vs_teacher"]["top1"]["species"]
+  return row
 
 
 class Evaluation:
@@ -150,31 +181,111 @@ class Evaluation:
   def section(self, name, fn):
     path = os.path.join(self.out_dir, PARTS_DIR, f"{name}.json")
     if os.path.isfile(path) and not self.force:
-      logging.info("section %s: done earlier (%s), skipped", name, path)
-      return atomic.read_json(path)
+      done = atomic.read_json(path)
+      if done.get("parts_version") == PARTS_VERSION:
+        logging.info("section %s: done earlier (%s), skipped", name, path)
+        return done
+      logging.info("section %s: %s is from another evaluator version, redone", name, path)
     start = time.time()
     result = fn()
     result["seconds"] = round(time.time() - start, 2)
+    result["parts_version"] = PARTS_VERSION
     _write_json(path, result)
     logging.info("section %s: %.1fs", name, time.time() - start)
     return result
 
+  # The models of each compression step, run on the same evaluation photos.
+  STEPS = ("float", "pruned", "qat", "tfjs", "tflite_int8")
+  TFJS_CHUNK = 512   # photos per Node call (bounded memory at any split size)
+
+  def _step_embedders(self, errors):
+    """{step: photos float32 [B,R,R,3] -> float32 [B,D]} for the Keras and TFLite steps."""
+    out = {"qat": lambda x: np.asarray(self.plain.predict_on_batch(x))}
+    for step, phase in (("float", "float"), ("pruned", "prune")):
+      try:
+        model = load_qat_model(self.workdir, phase)
+        out[step] = lambda x, m=model: np.asarray(m.predict_on_batch(x))
+      except ExportInputError as e:
+        errors.append(f"compression step {step}: {e}")
+    tflite_path = os.path.join(self.export_dir, TFLITE_PATH)
+    if os.path.isfile(tflite_path):
+      with open(tflite_path, "rb") as f:
+        interp = export_tflite.interpreter(f.read())
+      inp, outp = interp.get_input_details()[0], interp.get_output_details()[0]
+
+      def tflite_embed(x):
+        rows = []
+        for image in x:
+          interp.set_tensor(inp["index"], np.asarray(image[None], np.float32))
+          interp.invoke()
+          rows.append(interp.get_tensor(outp["index"])[0].copy())
+        return np.stack(rows).astype(np.float32)
+      out["tflite_int8"] = tflite_embed
+    else:
+      errors.append(f"compression step tflite_int8: {tflite_path} missing")
+    return out
+
+  def _logits(self, emb, species_embeddings=None):
+    bank = self.species_embeddings if species_embeddings is None else species_embeddings
+    return self.logit_scale * (np.asarray(emb, np.float32) @ bank.T)
+
   def accuracy(self, max_examples: int, parity_examples: int) -> dict:
+    """One pass over the evaluation split: every metric of the QAT student (the exported graph)
+    and, for each compression step, the same metrics on the same photos."""
     split = data_lib.eval_split(self.dataset_dir)
-    acc = eval_metrics.AccuracyAccumulator(self.aggregator)
+    errors = []
+    embedders = self._step_embedders(errors)
+    new_acc = lambda: eval_metrics.MetricsAccumulator(self.aggregator, self.logit_scale)  # noqa
+    accs = {step: new_acc() for step in self.STEPS}
+    # The dataset's float32 label bank: what training's validation scores against.
+    float_bank = np.asarray(self.dataset_bank.species_embeddings, np.float32)
+    float_accs = {step: new_acc() for step in ("float", "pruned", "qat")}
+    tfjs_dir = os.path.join(self.export_dir, TFJS_DIR)
+    tfjs_buffer = []
+    tfjs_state = {"error": None}
+
+    def update(acc, emb, labels, bank=None):
+      acc.update(self._logits(emb, bank), labels["taxon"], labels["topk_species_indices"],
+                 labels["topk_species_logits"], emb, labels["teacher_embedding"],
+                 labels.get("teacher_logsumexp"))
+
+    def flush_tfjs():
+      if not tfjs_buffer or tfjs_state["error"]:
+        tfjs_buffer.clear()
+        return
+      photos = np.concatenate([p for p, _ in tfjs_buffer])
+      try:
+        emb = eval_latency.tfjs_embed(tfjs_dir, photos, "wasm")
+      except eval_latency.NodeRunnerError as e:
+        tfjs_state["error"] = f"compression step tfjs: {e}"
+        tfjs_buffer.clear()
+        return
+      start = 0
+      for p, labels in tfjs_buffer:
+        update(accs["tfjs"], emb[start:start + len(p)], labels)
+        start += len(p)
+      tfjs_buffer.clear()
+
     kept = []
     seen = 0
     for photos, labels in data_lib.iter_examples(self.dataset_dir, split, self.resolution,
                                                   max_examples or None):
-      emb = self.plain.predict_on_batch(photos)
-      logits = self.logit_scale * (np.asarray(emb) @ self.species_embeddings.T)
-      acc.update(logits, labels["taxon"], labels["topk_species_indices"],
-                 labels["topk_species_logits"])
+      for step, embed in embedders.items():
+        emb = embed(photos)
+        update(accs[step], emb, labels)
+        if step in float_accs:
+          update(float_accs[step], emb, labels, float_bank)
+      tfjs_buffer.append((photos, labels))
+      if sum(len(p) for p, _ in tfjs_buffer) >= self.TFJS_CHUNK:
+        flush_tfjs()
       if seen < parity_examples:
         kept.append(photos[:parity_examples - seen])
       seen += len(photos)
       if (seen // len(photos)) % 20 == 0:
         logging.info("accuracy: %d photos", seen)
+    flush_tfjs()
+    if tfjs_state["error"]:
+      errors.append(tfjs_state["error"])
     if seen < parity_examples and split != "train":
       # Parity needs no labels; a small validation split is topped up with training photos so
       # that agreement rates are measured on enough photos to mean something.
@@ -183,9 +294,15 @@ class Evaluation:
         kept.append(photos)
     if kept:
       np.save(os.path.join(self.out_dir, PARTS_DIR, "parity_photos.npy"), np.concatenate(kept))
-    out = acc.result()
+    names = {t.rank: list(t.names) for t in self.tables}
+    out = accs["qat"].result(names=names)
+    out["compression_steps"] = {}
+    for step in self.STEPS:
+      res = accs[step].result() if accs[step].n else None
+      out["compression_steps"][step] = _step_row(res, float_accs.get(step))
     out["split"] = split
     out["label_bank"] = self.bank_note
+    out["compression_errors"] = errors
     return out
 
   def _parity_photos(self) -> np.ndarray:

@@ -80,6 +80,62 @@ def _accuracy(report: dict) -> list:
   return lines
 
 
+STEP_LABELS = (("float", "Keras float (end of the float phase)"),
+               ("pruned", "Keras pruned (end of the prune phase)"),
+               ("qat", "Keras QAT (the exported graph)"), ("tfjs", "TF.js (Node, wasm)"),
+               ("tflite_int8", "TFLite int8"))
+
+
+def _hierarchy_and_steps(report: dict) -> list:
+  h, emb = report["hierarchy"], report.get("embedding_cosine") or {}
+  absn = report.get("abstention") or {}
+  lines = [
+      "## Hierarchical metrics (against the true labels)",
+      "",
+      f"- Mistake severity (mean LCA height of top-1 and true species over "
+      f"{h.get('mistakes')} top-1 mistakes; 1 = same genus .. 7 = different kingdom): "
+      f"{_f(h.get('mistake_severity'), '.2f')}.",
+      f"- Hierarchical distance@1: {_f(h.get('hdist_at_1'), '.2f')}; @5: "
+      f"{_f(h.get('hdist_at_5'), '.2f')} (Bertinetto et al., CVPR 2020).",
+      f"- Hierarchical precision {_f(h.get('precision'))}, recall {_f(h.get('recall'))} of "
+      f"`best` at threshold {absn.get('threshold_default')} (ancestor-set overlap, Silla & "
+      "Freitas).",
+      f"- Student-teacher embedding cosine: mean {_f(emb.get('mean'))}, 5th percentile "
+      f"{_f(emb.get('p5'))} over {emb.get('n')} photos.",
+      "",
+  ]
+  curve = absn.get("curve") or []
+  if curve:
+    lines += ["`best` (deepest rank whose top-1 probability clears the threshold; species "
+              f"cosine floor {absn.get('similarity_floor')}):", "",
+              "| threshold | answered | " + " | ".join(RANKS) + " | accuracy of answers |",
+              "|---" * (len(RANKS) + 3) + "|"]
+    for p in curve:
+      if round(p["threshold"] * 20) % 2:
+        continue
+      lines.append(f"| {p['threshold']:.2f} | {_f(p['answered_share'], '.2f')} | " +
+                   " | ".join(_f(p["answered_share_by_rank"][r], ".2f") for r in RANKS) +
+                   f" | {_f(p['accuracy_answered'])} |")
+    lines.append("")
+  steps = report.get("compression_steps") or {}
+  lines += [
+      "## What each compression step costs (same photos, against the teacher)",
+      "",
+      "| step | n | species top-1 agreement | top-5 | embedding cosine mean | p5 |",
+      "|---|---|---|---|---|---|",
+  ]
+  for key, label in STEP_LABELS:
+    row = steps.get(key) or {}
+    lines.append(f"| {label} | {row.get('n', 0)} | {_f(row.get('species_top1_agreement'))} | "
+                 f"{_f(row.get('species_top5_agreement'))} | "
+                 f"{_f(row.get('embedding_cosine_mean'))} | {_f(row.get('embedding_cosine_p5'))} |")
+  lines += ["", "Species are scored against the shipped label bank "
+            f"({report['data'].get('label_bank')}); training's validation scores against the "
+            "dataset's float32 bank, which can move a near-tie photo (see "
+            "bioclip_lite_tf/README.md, \"Training vs evaluate\").", ""]
+  return lines
+
+
 def _parity(report: dict) -> list:
   par = report["parity"]
   lines = [
@@ -146,8 +202,8 @@ def _limits(report: dict) -> list:
 
 def render(report: dict) -> str:
   """MODEL_CARD.md's text: what it is, sizes, accuracy, parity, latency and memory, limits."""
-  lines = (_about(report) + _accuracy(report) + _parity(report) + _latency_and_memory(report)
-           + _limits(report))
+  lines = (_about(report) + _accuracy(report) + _hierarchy_and_steps(report) + _parity(report)
+           + _latency_and_memory(report) + _limits(report))
   return "\n".join(lines) + "\n"
 
 

@@ -88,15 +88,19 @@ def assemble_report(ev, acc, par, lat, rss) -> dict:
   return {
       "format_version": report_schema.REPORT_FORMAT_VERSION,
       "model": model,
-      "parity": {k: v for k, v in par.items() if k not in ("seconds",)},
+      "parity": {k: v for k, v in par.items() if k not in ("seconds", "parts_version")},
       "latency_ms": lat["latency_ms"],
       "accuracy": acc["accuracy"],
       "hierarchy": acc["hierarchy"],
+      "abstention": acc["abstention"],
+      "embedding_cosine": acc["embedding_cosine"],
+      "compression_steps": acc["compression_steps"],
       "memory": _memory_section(lat, rss),
       "data": _data_section(ev, acc),
       "ratios": _ratios(lat["latency_ms"], model),
       "latency_threads": lat.get("threads"),
-      "errors": list(par.get("errors", [])) + list(lat.get("errors", [])),
+      "errors": (list(acc.get("compression_errors", [])) + list(par.get("errors", []))
+                 + list(lat.get("errors", []))),
       "export": {"dir": os.path.abspath(ev.export_dir),
                  "manifest_created": ev.manifest.get("created")},
   }

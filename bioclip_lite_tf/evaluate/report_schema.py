@@ -9,7 +9,11 @@ from typing import List
 
 from formats.ranks import RANKS
 
-REPORT_FORMAT_VERSION = 1
+REPORT_FORMAT_VERSION = 2   # 2: hierarchy.*, abstention, embedding_cosine, compression_steps
+
+# float = end of the float phase, pruned = end of the prune phase, qat = the QAT student as
+# exported (plain graph), tfjs = the TF.js graph model in Node, tflite_int8 = the TFLite model.
+COMPRESSION_STEPS = ("float", "pruned", "qat", "tfjs", "tflite_int8")
 
 REQUIRED = [
     "model.params", "model.sparsity", "model.keras_fp32_bytes", "model.tfjs_bytes",
@@ -24,6 +28,12 @@ REQUIRED = [
     *[f"accuracy.student_vs_truth.top1.{r}" for r in RANKS],
     *[f"accuracy.teacher_vs_truth.top1.{r}" for r in RANKS],
     "hierarchy.consistency",
+    "hierarchy.mistake_severity", "hierarchy.hdist_at_1", "hierarchy.hdist_at_5",
+    "hierarchy.precision", "hierarchy.recall",
+    "abstention.curve",
+    "embedding_cosine.mean", "embedding_cosine.p5",
+    *[f"compression_steps.{step}.{key}" for step in COMPRESSION_STEPS
+      for key in ("species_top1_agreement", "embedding_cosine_mean")],
     "memory.tfjs_peak_bytes.224", "memory.tflite_arena_bytes", "memory.keras_peak_rss_bytes",
     "data.num_train", "data.num_eval", "data.teacher",
 ]

@@ -178,7 +178,10 @@ def build_workspace(root: str, num_photos: int = 240, embed_dim: int = 512,
   root/tfds    the built tree_of_life_distill dataset (python -m tfds_treeoflife.build)
   root/train   config.json + qat/model.h5: the real student (bioclip_lite_tf.model /
                quantization, BN folded, per-tensor QAT) trained `train_steps` steps on the
-               cosine to the teacher embedding
+               cosine to the teacher embedding; float/model.h5: the unfolded core student
+               trained the same way; prune/model.h5: that core with the smaller half of each
+               kernel zeroed (a magnitude mask, as the prune phase leaves it), so evaluate's
+               compression steps have every phase
   Returns the paths. `root/.complete` marks a finished build.
   """
   import os
@@ -217,9 +220,21 @@ def build_workspace(root: str, num_photos: int = 240, embed_dim: int = 512,
     targets.append(labels["teacher_embedding"])
   train_briefly(qat, np.concatenate(photos), np.concatenate(targets), steps=train_steps,
                 batch_size=16)
-  os.makedirs(os.path.join(paths["train"], "qat"), exist_ok=True)
   from bioclip_lite_tf.train import workdir as workdir_lib
+  os.makedirs(os.path.join(paths["train"], "qat"), exist_ok=True)
   workdir_lib.save_model(qat, workdir_lib.model_path(paths["train"], "qat"))
+  all_photos, all_targets = np.concatenate(photos), np.concatenate(targets)
+  train_briefly(core, all_photos, all_targets, steps=train_steps, batch_size=16)
+  os.makedirs(os.path.join(paths["train"], "float"), exist_ok=True)
+  workdir_lib.save_model(core, workdir_lib.model_path(paths["train"], "float"))
+  for layer in core.layers:
+    kernel = getattr(layer, "kernel", None)
+    if kernel is not None and kernel.shape.rank and kernel.shape.num_elements() > 16:
+      k = kernel.numpy()
+      k[np.abs(k) < np.median(np.abs(k))] = 0.0
+      kernel.assign(k)
+  os.makedirs(os.path.join(paths["train"], "prune"), exist_ok=True)
+  workdir_lib.save_model(core, workdir_lib.model_path(paths["train"], "prune"))
   atomic.write_json(os.path.join(paths["train"], "config.json"), config.to_dict())
   log("workspace: QAT student trained and saved")
   open(os.path.join(root, ".complete"), "w").close()

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from bioclip_lite_tf.evaluate import metrics as eval_metrics, report_schema
+from bioclip_lite_tf.evaluate import metrics as eval_metrics, plots, report_schema
 from bioclip_lite_tf.testing import export_fixtures as export_testing
 from formats.ranks import RANKS
 
@@ -59,7 +59,7 @@ def test_accuracy_counts_against_brute_force():
   # a teacher whose top-K is the student's own ranking: student == teacher at species level
   topk_idx = np.argsort(-logits, 1)[:, :5]
   topk_logits = np.take_along_axis(logits, topk_idx, 1)
-  acc = eval_metrics.AccuracyAccumulator(agg)
+  acc = eval_metrics.MetricsAccumulator(agg, 1.0)
   acc.update(logits[:25], truth[:25], topk_idx[:25], topk_logits[:25])
   acc.update(logits[25:], truth[25:], topk_idx[25:], topk_logits[25:])
   res = acc.result()
@@ -95,7 +95,7 @@ def test_inconsistent_prediction_is_detected():
   anc["kingdom"] = np.zeros(4, int)
   sizes = {r: 2 for r in RANKS}
   sizes["kingdom"], sizes["species"] = 1, 4
-  acc = eval_metrics.AccuracyAccumulator(eval_metrics.RankAggregator(anc, sizes))
+  acc = eval_metrics.MetricsAccumulator(eval_metrics.RankAggregator(anc, sizes), 1.0)
   logits = np.log(np.array([[0.2, 0.2, 0.2, 0.4]]))
   acc.update(logits, np.array([[0, 0, 0, 0, 0, 0, 0]]), np.array([[3, 0]]),
              np.array([[1.0, 0.5]]))
@@ -104,7 +104,7 @@ def test_inconsistent_prediction_is_detected():
   # The teacher's top-2 (species 3 at logit 1.0, species 0 at 0.5) puts 0.62 on genus B, the
   # genus of its top species: consistent.
   assert acc.result()["hierarchy"]["teacher_consistency"] == 1.0
-  acc2 = eval_metrics.AccuracyAccumulator(eval_metrics.RankAggregator(anc, sizes))
+  acc2 = eval_metrics.MetricsAccumulator(eval_metrics.RankAggregator(anc, sizes), 1.0)
   # Teacher top-4 spread like the student above: genus A (3 x 0.2) beats species 3's genus.
   acc2.update(logits, np.array([[0, 0, 0, 0, 0, 0, 0]]), np.array([[3, 0, 1, 2]]),
               np.log(np.array([[0.4, 0.2, 0.2, 0.2]])))
@@ -152,11 +152,40 @@ def test_evaluate_cli_writes_full_report(exported, tmp_path):
   # student and classifying adds to the TensorFlow-import baseline
   assert report["memory"]["keras_peak_rss_bytes"] > report["memory"]["keras_baseline_rss_bytes"]
   assert report["model"]["tfjs_bytes"] < report["model"]["keras_fp32_bytes"]
-  for name in ("accuracy.png", "latency.png", "size.png"):
+  # The new metrics and the cost of each compression step, every step on the same photos.
+  h = report["hierarchy"]
+  assert 0 <= h["hdist_at_1"] <= 7 and 0 <= h["hdist_at_5"] <= 7
+  assert h["mistake_severity"] is None or 1 <= h["mistake_severity"] <= 7
+  assert h["mistakes"] == sum(h["mistake_severity_histogram"].values())
+  curve = report["abstention"]["curve"]
+  shares = [c["answered_share"] for c in curve]
+  assert shares == sorted(shares, reverse=True)   # a higher threshold never answers more
+  for c in curve:
+    assert sum(c["answered_share_by_rank"].values()) == pytest.approx(c["answered_share"])
+  assert report["embedding_cosine"]["p5"] <= report["embedding_cosine"]["mean"]
+  steps = report["compression_steps"]
+  assert set(steps) == {"float", "pruned", "qat", "tfjs", "tflite_int8"}
+  n_eval = report["data"]["num_eval"]
+  for step, row in steps.items():
+    assert row["n"] == n_eval, step
+    assert 0 <= row["species_top1_agreement"] <= 1 and -1 <= row["embedding_cosine_mean"] <= 1
+  # The exported graph's rows equal the report's main figures; TF.js computes the same graph.
+  assert steps["qat"]["species_top1_agreement"] == \
+      report["accuracy"]["student_vs_teacher"]["top1"]["species"]
+  assert steps["qat"]["embedding_cosine_mean"] == report["embedding_cosine"]["mean"]
+  assert steps["tfjs"]["embedding_cosine_mean"] == pytest.approx(
+      steps["qat"]["embedding_cosine_mean"], abs=1e-5)
+  assert steps["float"]["embedding_cosine_mean"] != steps["pruned"]["embedding_cosine_mean"]
+  # Every plot is written, a real non-empty PNG, and only those.
+  pngs = sorted(p.name for p in out.glob("*.png"))
+  assert pngs == sorted(name for name, _ in plots.PLOTS) and len(pngs) == 7
+  for name in pngs:
     with open(out / name, "rb") as f:
-      assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+      data = f.read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
   card = (out / "MODEL_CARD.md").read_text()
   assert "RANDOM-WEIGHT" in card and "ViT-B-16" in card
+  assert "What each compression step costs" in card and "TFLite int8" in card
   # a second run resumes: every section is read back, nothing recomputed
   proc = _evaluate(exported, out, "--latency_resolutions=224", "--latency_runs=3",
                    "--teacher_runs=1", "--parity_examples=64")
