@@ -250,12 +250,16 @@ def render_demo_timing(src: Sources) -> str:
 @figure("bench-speedups")
 def render_bench_speedups(src: Sources) -> str:
   lat = src.load("latency.json")
-  by = lat.get("speedup_vs_teacher_224_by_runtime", {})
-  return (f"`make bench` (`bench/results/latency.json`): the demo student at 224 is "
-          f"{sig(by.get('tfjs_wasm_node'))}x (TF.js wasm), {sig(by.get('keras_cpu'), 3)}x (Keras) "
-          f"and {sig(by.get('tflite_xnnpack'), 3)}x (TFLite) faster than the teacher, and its TF.js "
-          f"artifact is {sig(lat.get('size_ratio_teacher_over_tfjs'), 3)}x smaller than the "
-          f"teacher's {sig(get(lat, 'sizes.teacher_fp32_bytes', 0) / 1e6, 3)} MB of fp32 weights.")
+  by = get(lat, "latency.speedup_vs_teacher_224_by_runtime", {})
+  return (f"`make bench` (`bench/results/latency.json`): the shipped student "
+          f"({get(lat, 'student.name')} {get(lat, 'student.alpha')}, random weights) at 224 is "
+          f"{sig(by.get('tfjs_wasm_node'), 3)}x (TF.js wasm), {sig(by.get('keras_cpu'), 3)}x "
+          f"(Keras) and {sig(by.get('tflite_xnnpack_1t'), 3)}x (TFLite, 1 thread) faster than the "
+          f"teacher's image tower, and its TF.js artifact is "
+          f"{sig(get(lat, 'sizes.size_ratio_teacher_over_tfjs'), 3)}x smaller than the tower's "
+          f"{mb(get(lat, 'teacher.fp32_bytes'))} of fp32 weights. With the 454k-species int8 "
+          f"device bank ({mb(get(lat, 'label_bank.bytes'))}) an app downloads "
+          f"{mb(get(lat, 'sizes.download_bytes_tfjs'))} (TF.js).")
 
 
 # ---------------------------------------------------------------- bioclip_lite_tf/README.md
@@ -403,12 +407,13 @@ def render_latency_shipped(src: Sources) -> str:
   entries += [(name.replace(":", " "), v) for name, v in sorted(lat.get("neighbours", {}).items())]
   for label, e in entries:
     cells = []
+    nested = "latency" in e   # the shipped config's figures sit under latency.*, a neighbour's at its top
     for r in runtimes:
-      ms = get(e, f"latency.ms.{r}.224")
-      speed = get(e, f"latency.speedup_vs_teacher_224_by_runtime.{r}")
+      ms = get(e, f"latency.ms.{r}.224" if nested else f"latency_ms.{r}.224")
+      speed = get(e, ("latency." if nested else "") + f"speedup_vs_teacher_224_by_runtime.{r}")
       cells.append("n/a" if ms is None else f"{sig(ms, 3)} ({sig(speed, 3)}x)")
-    rows.append(f"| {label} | " + " | ".join(cells) +
-                f" | {sig(get(e, 'latency.tfjs_over_tflite_224'), 3)} |")
+    ratio = get(e, "latency.tfjs_over_tflite_224") if nested else get(e, "tfjs_over_tflite.224")
+    rows.append(f"| {label} | " + " | ".join(cells) + f" | {sig(ratio, 3)} |")
   rows += ["", f"Teacher image tower ({get(lat, 'teacher.architecture')}, torch CPU, 1 thread): "
            f"{sig(get(lat, 'teacher.latency_ms'), 4)} ms; machine load average "
            f"{sig(get(lat, 'machine.load_average_1m'))} on {get(lat, 'machine.cpus')} cores."]
@@ -433,6 +438,35 @@ def render_label_bank_scale(src: Sources) -> str:
           f"Hermes: {sig(get(b, 'classify_over_backbone_plain_js'), 3)}) |",
           f"| machine load average (1 min) | {sig((get(b, 'machine.loadavg') or [None])[0])} on "
           f"{get(b, 'machine.cpus')} cores |"]
+  return "\n".join(rows)
+
+
+@figure("scale-sim")
+def render_scale_sim(src: Sources) -> str:
+  """bench/RESULTS.md: the 454k-species scale simulation, before (scale_before.json) and the
+  latest run (scale.json), side by side."""
+  runs = [("before", src.load("scale_before.json")), ("latest", src.load("scale.json"))]
+  stages = ["generate", "teacher_cache", "tfds", "train", "export"]
+  head = " | ".join(f"{name} ({str(r.get('git_commit', ''))[:7]})" for name, r in runs)
+  rows = [f"| figure | {head} |", "|---|---|---|"]
+  def row(label, fn):
+    rows.append(f"| {label} | " + " | ".join(fn(r) for _, r in runs) + " |")
+  row("species, rows, workers", lambda r: f"{r.get('num_species')}, {r.get('num_rows')}, "
+                                          f"{r.get('num_workers')}")
+  for stage in stages:
+    row(f"{stage}: status, s, peak RSS, examples/s",
+        lambda r, st=stage: f"{get(r, 'status.' + st)}, {sig(get(r, 'seconds.' + st), 3)}, "
+                            f"{mb(get(r, 'peak_rss_bytes.' + st))}, "
+                            f"{sig(get(r, 'examples_per_second.' + st), 3)}")
+  row("teacher_cache worker start s: first, others max",
+      lambda r: f"{sig(get(r, 'teacher_cache.worker_start_seconds.first'), 3)}, "
+                f"{sig(get(r, 'teacher_cache.worker_start_seconds.others_max'), 3)}")
+  row("train resume s (step: seconds)",
+      lambda r: ", ".join(f"{e.get('step')}: {sig(e.get('seconds'), 3)}"
+                          for e in get(r, "train.resume_seconds", []) or []))
+  for goal in ("resume_independent_of_step", "later_workers_start", "peak_rss_per_stage"):
+    row(f"goal {goal}", lambda r, g=goal: "pass" if get(r, f"goals.{g}.pass") else
+        ("fail" if get(r, f"goals.{g}.pass") is False else "n/a"))
   return "\n".join(rows)
 
 
