@@ -23,7 +23,6 @@ measurement, so a timeout still leaves what was measured.
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 import sys

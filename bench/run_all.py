@@ -20,7 +20,6 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import results_io  # noqa: E402
-from formats import atomic  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out_dir", "bench/results", "Where the benchmark scripts write their JSON "

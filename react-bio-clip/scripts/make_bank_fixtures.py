@@ -14,7 +14,6 @@ JS test (test/bank_fixtures.test.js) checks react-bio-clip's reader and scorer a
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 
 from absl import app, flags

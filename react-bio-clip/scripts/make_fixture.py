@@ -265,14 +265,7 @@ def main(argv):
     json.dump(expected, f, indent=1)
 
   # Swap the finished fixture in whole, so a half-written one never looks complete.
-  if os.path.exists(out_dir):
-    old = out_dir + ".old"
-    os.rename(out_dir, old)
-    os.rename(staging, out_dir)
-    import shutil
-    shutil.rmtree(old)
-  else:
-    os.rename(staging, out_dir)
+  atomic.replace_dir(staging, out_dir)
   total = sum(os.path.getsize(os.path.join(r, n)) for r, _, ns in os.walk(out_dir) for n in ns)
   logging.info("fixture written to %s (%d bytes)", out_dir, total)
   if total > 1 << 20:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 
@@ -39,6 +38,7 @@ from absl import app, flags, logging  # noqa: E402
 import numpy as np  # noqa: E402
 
 import make_fixture  # noqa: E402  (defines its own flags; only its functions are used)
+from formats import atomic  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("tflite_out_dir", "react-bio-clip/test/fixtures_tflite",
@@ -90,13 +90,7 @@ def main(argv):
         "top5_logits": [float(logits[i]) for i in top5]})
   with open(os.path.join(staging, "expected.json"), "w") as f:
     json.dump(expected, f, indent=1)
-  if os.path.exists(out_dir):
-    old = out_dir + ".old"
-    os.rename(out_dir, old)
-    os.rename(staging, out_dir)
-    shutil.rmtree(old)
-  else:
-    os.rename(staging, out_dir)
+  atomic.replace_dir(staging, out_dir)
   total = sum(os.path.getsize(os.path.join(p, n)) for p, _, ns in os.walk(out_dir) for n in ns)
   logging.info("TFLite fixture written to %s (%d bytes)", out_dir, total)
   return 0

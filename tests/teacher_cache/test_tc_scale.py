@@ -3,7 +3,6 @@ fingerprint), the catalog is streamed, decoding in worker processes gives the sa
 thread pool, and format 1 caches are refused with what to do."""
 import csv
 import glob
-import io
 import itertools
 import os
 import tracemalloc
