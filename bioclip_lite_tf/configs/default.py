@@ -54,6 +54,10 @@ def get_config(arg: str = "") -> ConfigDict:
   c.qat = dict(scheme="tfjs_per_tensor")  # or 'tflite_per_channel' (bioclip_lite_tf.optimize.quantization)
   c.checkpoint_every = 1_000
   c.log_every = 100
+  # Steps per tf.function call: the host reads nothing back between them (no per-step sync);
+  # logging and checkpoints happen at call boundaries (a call also ends at every log_every /
+  # checkpoint_every multiple).
+  c.steps_per_call = 100
   c.keep_checkpoints = 3
 
   if "runlocal" in switches:
@@ -77,4 +81,5 @@ def runlocal(c: ConfigDict) -> ConfigDict:
   c.prune.min_params = 0
   c.checkpoint_every = 3
   c.log_every = 1
+  c.steps_per_call = 4   # > 1 so tests run the multi-step call (boundaries cut it to 1 here)
   return c

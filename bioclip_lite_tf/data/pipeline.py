@@ -5,14 +5,22 @@ builder code needed) and the label bank saved beside it (read with formats.label
 Photos are decoded as PIL decodes them (data.decode) and squash-resized in tf.data by bioclip_lite_tf.model.layers.squash_resize, the
 same function the exported model's preprocessing uses.
 
-Resume: the training stream is a deterministic function of (seed, step). Records are read with
-deterministic file order and a seeded shuffle of *encoded* records, and a resumed run skips the
-records the finished steps consumed before any decoding, so the skip costs reading, not decoding.
+Resume in O(1): the training stream is a deterministic, *seekable* function of (seed, record
+position). Epoch e reads the split's TFRecord shards whole, one after the other, in a seeded
+permutation of the shard list (seed, e); its records are cut into windows of
+`shuffle_buffer` encoded records and each window is permuted (stateless, seed (seed, e, window)).
+A run resumed at position P computes the epoch, the window and the shard holding the window's
+first record from the shard lengths TFDS records, opens that shard, skips to the window start
+(at most one shard of encoded records) and then skips at most one window: the cost is bounded by
+one shard plus one window, whatever the step. (TFDS builds shuffle examples across shards, so
+shard order + window permutation is a full-strength shuffle at the window's scale.)
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import List, Optional, Tuple
+
+import numpy as np
 
 import tensorflow_datasets as tfds
 
@@ -77,6 +85,94 @@ def _prepare(resolution: int):
   return fn
 
 
+_TRAIN_KEYS = ("image", "teacher_embedding", "topk_species_indices", "topk_species_logits")
+
+
+def _shard_files(data: DistillData, split: str) -> List[Tuple[str, int]]:
+  """(path, number of records) of every shard of a split, in TFDS's file order."""
+  info = data.builder.info.splits[split]
+  paths = [str(p) for p in info.filepaths]
+  lengths = [int(n) for n in info.shard_lengths]
+  if len(paths) != len(lengths):
+    raise DataError(f"{data.dataset_dir}: split {split} lists {len(paths)} files but "
+                    f"{len(lengths)} shard lengths")
+  return list(zip(paths, lengths))
+
+
+def _seed_pair(*parts) -> tf.Tensor:
+  """A stateless-RNG seed [2] int64 from (seed, epoch[, window])."""
+  parts = [tf.cast(p, tf.int64) for p in parts]
+  first = parts[0] * 1_000_003 + parts[1]
+  second = parts[2] if len(parts) > 2 else tf.constant(0, tf.int64)
+  return tf.stack([first, second])
+
+
+def seekable_record_stream(files: List[Tuple[str, int]], seed: int, window: int,
+                           start: int) -> tf.data.Dataset:
+  """The infinite training stream of serialized records from `start` on (module docstring).
+
+  Equal, element for element, to the stream from 0 with its first `start` records dropped;
+  costs at most one shard plus one window of reading to reach `start`.
+  """
+  if not files:
+    raise DataError("no training shards to read")
+  paths = tf.constant([p for p, _ in files])
+  lengths = tf.constant([n for _, n in files], tf.int64)
+  per_epoch = int(sum(n for _, n in files))
+  if per_epoch == 0:
+    raise DataError(f"training shards {[p for p, _ in files]} hold no records")
+  window = max(1, min(int(window), per_epoch))
+  first_epoch, in_epoch = divmod(int(start), per_epoch)
+  first_window, in_window = divmod(in_epoch, window)
+
+  def epoch_records(epoch):
+    epoch_start = tf.where(epoch == first_epoch, tf.constant(first_window * window, tf.int64),
+                           tf.constant(0, tf.int64))
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(len(files), dtype=tf.int64), seed=_seed_pair(seed, epoch))
+    ends = tf.cumsum(tf.gather(lengths, order))
+    first_file = tf.searchsorted(ends, [epoch_start], side="right")[0]
+    offset = epoch_start - (ends[first_file] - tf.gather(lengths, order)[first_file])
+    files_ds = tf.data.Dataset.from_tensor_slices(tf.gather(paths, order[first_file:]))
+
+    def read(i, path):
+      return tf.data.TFRecordDataset(path).skip(tf.where(i == 0, offset, 0))
+
+    records = files_ds.enumerate().flat_map(read)
+    windows = records.batch(window).enumerate(
+        start=tf.where(epoch == first_epoch, tf.constant(first_window, tf.int64),
+                       tf.constant(0, tf.int64)))
+
+    def permute(w, batch):
+      return tf.random.experimental.stateless_shuffle(batch, seed=_seed_pair(seed, epoch, w))
+
+    return windows.map(permute).unbatch()
+
+  ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_records)
+  return ds.skip(in_window) if in_window else ds
+
+
+def _train_records(data: DistillData, split: str, seed: int, window: int, skip_records: int,
+                   input_context: Optional[tf.distribute.InputContext]) -> tf.data.Dataset:
+  """Deserialized training examples (image still encoded), this input pipeline's share."""
+  files = _shard_files(data, split)
+  pipelines = input_context.num_input_pipelines if input_context else 1
+  if pipelines > 1 and len(files) >= pipelines:
+    files = files[input_context.input_pipeline_id::pipelines]
+    ds = seekable_record_stream(files, seed, window, skip_records)
+  elif pipelines > 1:
+    # Fewer shards than pipelines: every pipeline reads the same stream and keeps every
+    # pipelines-th record, so after k records each, the shared stream is at k * pipelines.
+    ds = seekable_record_stream(files, seed, window, skip_records * pipelines)
+    ds = ds.shard(pipelines, input_context.input_pipeline_id)
+  else:
+    ds = seekable_record_stream(files, seed, window, skip_records)
+  features = data.builder.info.features
+  decoders = {"image": tfds.decode.SkipDecoding()}
+  return ds.map(lambda r: features.deserialize_example(r, decoders=decoders),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def make_dataset(data: DistillData, split: str, resolution: int, batch_size: int, *,
                  training: bool, seed: int = 0, shuffle_buffer: int = 1024, skip_records: int = 0,
                  max_examples: int = 0,
@@ -84,29 +180,24 @@ def make_dataset(data: DistillData, split: str, resolution: int, batch_size: int
   """Batches of {image float32 [B,R,R,3] 0..255, teacher_embedding float32 [B,D],
   topk_species_indices int32 [B,K], topk_species_logits float32 [B,K], labels int32 [B,7]}.
 
-  training: repeat forever, shuffle (seeded), drop the remainder, and first skip `skip_records`
-  shuffled records (a resumed run passes what the finished steps consumed). batch_size is per
-  replica; input_context shards the files between input pipelines (multi-worker).
+  training: the seekable, seeded, windowed-shuffle stream (module docstring), forever, starting
+  at record `skip_records` of this pipeline (a resumed run passes what the finished steps
+  consumed; reaching it costs at most one shard + one window of reading, not `skip_records`);
+  drop the remainder. shuffle_buffer is the window size in encoded records. Evaluation: file
+  order, `max_examples` first. batch_size is per replica; input_context shards the files
+  between input pipelines (multi-worker; by record when a split has fewer files than them).
   """
-  pipelines = input_context.num_input_pipelines if input_context else 1
-  # Multi-worker: each input pipeline reads its own files; a split with fewer files than
-  # pipelines (small data) is sharded by record instead.
-  by_file = pipelines > 1 and data.builder.info.splits[split].num_shards >= pipelines
-  read_config = tfds.ReadConfig(shuffle_seed=seed, interleave_cycle_length=4,
-                                input_context=input_context if by_file else None)
-  ds = data.builder.as_dataset(split=split, shuffle_files=training, read_config=read_config,
-                               decoders={"image": tfds.decode.SkipDecoding()})
-  if pipelines > 1 and not by_file:
-    ds = ds.shard(pipelines, input_context.input_pipeline_id)
-  ds = ds.map(lambda ex: {k: ex[k] for k in ("image", "teacher_embedding",
-                                               "topk_species_indices", "topk_species_logits")
-                          + RANKS})
-  if max_examples:
-    ds = ds.take(max_examples)
   if training:
-    ds = ds.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if skip_records:
-      ds = ds.skip(skip_records)
+    ds = _train_records(data, split, seed, shuffle_buffer, skip_records, input_context)
+  else:
+    pipelines = input_context.num_input_pipelines if input_context else 1
+    ds = data.builder.as_dataset(split=split, shuffle_files=False,
+                                 decoders={"image": tfds.decode.SkipDecoding()})
+    if pipelines > 1:
+      ds = ds.shard(pipelines, input_context.input_pipeline_id)
+  ds = ds.map(lambda ex: {k: ex[k] for k in _TRAIN_KEYS + RANKS})
+  if max_examples and not training:
+    ds = ds.take(max_examples)
   ds = ds.map(_prepare(resolution), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(batch_size, drop_remainder=training)
   options = tf.data.Options()

@@ -171,8 +171,7 @@ class Trainer:
       optimizer.apply_gradients(zip(grads, variables))
       return values
 
-    @tf.function
-    def train_step(iterator):
+    def one_step(iterator):
       for wrapper in prune_wrappers:
         # tfmot's UpdatePruningStep callback does this between batches; a custom loop must.
         wrapper.pruning_step.assign(step)
@@ -180,6 +179,15 @@ class Trainer:
       step.assign_add(1)
       return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
               for k, v in values.items()}
+
+    @tf.function
+    def train_step(iterator, num_steps):
+      """Runs num_steps (int32 scalar tensor, >= 1) steps in one call; returns the last
+      step's losses. No value leaves the device between the steps of one call."""
+      values = one_step(iterator)
+      for _ in tf.range(num_steps - 1):
+        values = one_step(iterator)
+      return values
 
     return train_step
 
@@ -202,16 +210,21 @@ class Trainer:
     last = {}
     print(f"[train] {phase}: steps {state.start_step}..{steps}, global batch {self.global_batch}, "
           f"{self.strategy.num_replicas_in_sync} replica(s)", flush=True)
-    while int(step.numpy()) < steps:
-      values = train_step(iterator)
-      current = int(step.numpy())
-      n_window += 1
+    per_call = max(1, int(cfg.get("steps_per_call", 1)))
+    current = state.start_step   # host-side copy of `step`: read back only at call boundaries
+    while current < steps:
+      # A call ends at the next log / checkpoint boundary, so those happen between calls.
+      n = min(per_call, steps - current, log_every - current % log_every,
+              every - current % every)
+      values = train_step(iterator, tf.constant(n, tf.int32))
+      current += n
+      n_window += n
       if t_steady is None:
-        t_steady = time.time()   # after the first (tracing) step
+        t_steady = time.time()   # after the first (tracing) call
       else:
-        steady_steps += 1
+        steady_steps += n
       if current % log_every == 0 or current == steps:
-        last = {k: float(v.numpy()) for k, v in values.items()}
+        last = {k: float(v.numpy()) for k, v in values.items()}   # the one host sync per log
         rate = n_window * self.global_batch / max(time.time() - t_window, 1e-9)
         t_window, n_window = time.time(), 0
         parts = " ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "total")
@@ -224,6 +237,8 @@ class Trainer:
           tf.summary.scalar("photos_per_second", rate)
       if current % every == 0 and current < steps:
         manager.save(checkpoint_number=current)
+    if int(step.numpy()) != current:
+      raise RuntimeError(f"{phase}: step counter {int(step.numpy())} != {current} after the loop")
     manager.save(checkpoint_number=int(step.numpy()))
     steady = (steady_steps * self.global_batch / (time.time() - t_steady)
               if t_steady and steady_steps else None)
