@@ -31,6 +31,10 @@ def get_config(arg: str = "") -> ConfigDict:
       max_eval_examples=50_000,  # 0: the whole eval split
   )
   c.batch_size = 1024          # global, across replicas
+  # The species head (logit_scale * embedding @ text.T over the label bank) is computed by the
+  # losses in chunks of this many species, forward and backward: memory O(B x chunk), never
+  # [B x S] (losses/common.py).
+  c.head = dict(chunk_size=8192)
   # Losses by name (bioclip_lite_tf.losses.LOSSES); weight 0 disables one.
   c.losses = dict(
       embedding=dict(weight=1.0),
@@ -81,5 +85,6 @@ def runlocal(c: ConfigDict) -> ConfigDict:
   c.prune.min_params = 0
   c.checkpoint_every = 3
   c.log_every = 1
+  c.head.chunk_size = 5  # several chunks even on a test's small bank
   c.steps_per_call = 4   # > 1 so tests run the multi-step call (boundaries cut it to 1 here)
   return c

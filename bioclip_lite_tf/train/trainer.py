@@ -79,7 +79,8 @@ class Trainer:
                                               name="species_text_embeddings"),
           ancestors=tf.constant(bank.ancestors),
           rank_sizes=tuple(int(n) for n in bank.rank_sizes),
-          logit_scale=float(bank.logit_scale))
+          logit_scale=float(bank.logit_scale),
+          chunk_size=int(config.get("head", {}).get("chunk_size", 8192)))
 
   # -- models ---------------------------------------------------------------------------------
   def _build_phase_model(self, phase: str) -> keras.Model:
@@ -164,7 +165,8 @@ class Trainer:
     def step_fn(batch):
       with tf.GradientTape() as tape:
         embedding = model(batch["image"], training=True)
-        outputs = losses_lib.StudentOutputs(embedding, losses_lib.species_logits(embedding, bank))
+        # No [B, S] logits: the losses compute the species head in chunks (losses/common.py).
+        outputs = losses_lib.StudentOutputs(tf.cast(embedding, tf.float32))
         values = losses_lib.total_loss(outputs, batch, bank, loss_config, global_batch)
       variables = model.trainable_variables
       grads = tape.gradient(values["total"], variables)
