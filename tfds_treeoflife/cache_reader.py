@@ -1,4 +1,4 @@
-"""Reads and checks a teacher_cache output directory (format version 1, docs/FORMATS.md section 1).
+"""Reads and checks a teacher_cache output directory (format version 2, docs/FORMATS.md section 1).
 
 The format's reader is formats.teacher_cache / formats.label_bank (numpy only); this module
 plugs in tf.io.gfile, so the cache can live on any filesystem TensorFlow reads (local, gs://,
@@ -39,6 +39,7 @@ class CacheSpec:
   logit_scale: float
   tables: Dict[str, RankTable]
   part_paths: Tuple[str, ...]
+  num_views: int = 1
 
   @property
   def rank_sizes(self) -> Dict[str, int]:
@@ -47,7 +48,8 @@ class CacheSpec:
   def row_checker(self) -> RowChecker:
     return RowChecker(embed_dim=self.embed_dim, topk=self.topk,
                       rank_sizes=tuple(len(self.tables[r].names) for r in RANKS),
-                      parents=tuple(self.tables[r].parents for r in RANKS))
+                      parents=tuple(self.tables[r].parents for r in RANKS),
+                      num_views=self.num_views)
 
 
 def load_part(path: str):
@@ -107,6 +109,7 @@ def read_cache_spec(cache_dir: str, require_complete: bool = True) -> CacheSpec:
   except (KeyError, TypeError, ValueError) as e:
     raise FormatError(f"{manifest_path}: needs integer teacher.embed_dim, number "
                       f"teacher.logit_scale and integer topk ({e!r})") from e
+  num_views = cache_format.read_views(manifest, manifest_path)["count"]
   if embed_dim <= 0 or topk <= 0:
     raise FormatError(f"{manifest_path}: embed_dim {embed_dim} and topk {topk} must be > 0")
   bank = label_bank_format.read_label_bank(
@@ -117,4 +120,4 @@ def read_cache_spec(cache_dir: str, require_complete: bool = True) -> CacheSpec:
                       "the label bank")
   return CacheSpec(cache_dir=cache_dir, manifest=manifest, embed_dim=embed_dim, topk=topk,
                    logit_scale=logit_scale, tables=tables,
-                   part_paths=list_part_paths(cache_dir, require_complete))
+                   part_paths=list_part_paths(cache_dir, require_complete), num_views=num_views)

@@ -1,4 +1,4 @@
-r"""Writes a tiny teacher_cache directory (format 1) for tests: `tfds_treeoflife/dummy_data/`.
+r"""Writes a tiny teacher_cache directory (format 2) for tests: `tfds_treeoflife/dummy_data/`.
 
 It follows docs/FORMATS.md section 1 with numpy and PIL only (no teacher_cache import, no
 torch): 8 real taxa, small JPEG photos (one PNG, to exercise transcoding), random unit text
@@ -108,9 +108,11 @@ def _photo(rng: np.random.Generator, fmt: str, size: int = 0) -> bytes:
 
 
 def generated_manifest(teacher_id: str, embed_dim: int, logit_scale: float, topk: int,
-                       source: dict, num_photos: int, num_shards: int) -> dict:
+                       source: dict, num_photos: int, num_shards: int,
+                       views: dict = None) -> dict:
   """The manifest of a generated cache: a stand-in teacher with BioCLIP's preprocessing."""
   return {
+      "views": views or cache_format.views_config(1),
       "teacher": {"id": teacher_id, "pretrained": "none", "checkpoint_sha256": "",
                   "embed_dim": embed_dim, "logit_scale": logit_scale},
       "preprocessing": {"size": 224, "resize": "squash", "interpolation": "bicubic",
@@ -124,14 +126,48 @@ def generated_manifest(teacher_id: str, embed_dim: int, logit_scale: float, topk
   }
 
 
+def view_targets(keys, images, base_emb, noise_rngs, species_bank, views, logit_scale, topk):
+  """The per-view arrays of a generated part (spec: docs/FORMATS.md section 1).
+
+  View 0's embedding is base_emb (the whole photo); view v > 0 adds fresh noise, as if the
+  teacher saw another crop. Boxes/flips come from formats.teacher_cache.sample_views on the
+  decoded photo size; logsumexp is over all species, brute force.
+  """
+  n, d = base_emb.shape
+  count = int(views["count"])
+  emb = np.zeros((n, count, d), np.float32)
+  boxes = np.zeros((n, count, 4), np.int32)
+  flips = np.zeros((n, count), np.uint8)
+  for i, (key, data) in enumerate(zip(keys, images)):
+    with Image.open(io.BytesIO(data)) as im:
+      w, h = im.size
+    boxes[i], flips[i] = cache_format.sample_views(key, h, w, views)
+    emb[i, 0] = base_emb[i]
+    for v in range(1, count):
+      emb[i, v] = _unit(base_emb[i] + 0.3 * noise_rngs[i].normal(size=d))
+  logits = logit_scale * np.einsum("nvd,sd->nvs", emb, species_bank)
+  order = np.argsort(-logits, axis=2, kind="stable")[:, :, :topk]
+  return {
+      "teacher_embedding": emb,
+      "topk_species_indices": order.astype(np.int32),
+      "topk_species_logits": np.take_along_axis(logits, order, 2).astype(np.float32),
+      "teacher_logsumexp": cache_format.logsumexp(logits, axis=2).astype(np.float32),
+      "view_boxes": boxes,
+      "view_flips": flips,
+  }
+
+
 def write_cache(out_dir: str, num_photos: int = 40, num_shards: int = 2, parts_per_shard: int = 2,
                 embed_dim: int = 16, topk: int = 5, logit_scale: float = 100.0, seed: int = 0,
-                taxa: Sequence = DUMMY_TAXA, png_every: int = 17, photo_size: int = 0) -> str:
-  """Writes a complete format-1 cache to out_dir (replacing it). Returns out_dir.
+                taxa: Sequence = DUMMY_TAXA, png_every: int = 17, photo_size: int = 0,
+                num_views: int = 2) -> str:
+  """Writes a complete format-2 cache to out_dir (replacing it). Returns out_dir.
 
   Photo i has key `dummy-{i:06d}` and species i % len(taxa); every png_every-th photo is PNG
   (png_every=0: none). photo_size=0 makes tiny photos of random shape; N makes N x N photos.
+  num_views: V (view 0 the whole photo; views seeded by `seed`).
   """
+  views = cache_format.views_config(num_views, seed)
   if os.path.exists(out_dir):
     shutil.rmtree(out_dir)
   os.makedirs(out_dir)
@@ -156,18 +192,16 @@ def write_cache(out_dir: str, num_photos: int = 40, num_shards: int = 2, parts_p
       offsets = np.concatenate([[0], np.cumsum([len(b) for b in images])]).astype(np.int64)
       noise = np.stack([r.normal(size=embed_dim) for r in photo_rngs])
       emb = _unit(bank["species"][species] + 0.7 * noise)
-      logits = logit_scale * emb @ bank["species"].T
-      order = np.argsort(-logits, axis=1, kind="stable")[:, :topk]
+      keys = [f"dummy-{i:06d}" for i in rows]
       part_path = os.path.join(out_dir, "rows", shard, f"part-{p:06d}.npz")
       cache_format.write_part(part_path, {
-          "key": np.asarray([f"dummy-{i:06d}" for i in rows]),
+          "key": np.asarray(keys),
           "image_bytes": np.frombuffer(b"".join(images), np.uint8),
           "image_offsets": offsets,
           "taxon_index": species_paths[species],
           "common_name": np.asarray([species_common[k] for k in species]),
-          "teacher_embedding": emb,
-          "topk_species_indices": order.astype(np.int32),
-          "topk_species_logits": np.take_along_axis(logits, order, 1).astype(np.float32),
+          **view_targets(keys, images, emb, photo_rngs, bank["species"], views, logit_scale,
+                         topk),
       })
       parts.append(os.path.basename(part_path))
     cache_format.write_shard_done(out_dir, shard, {"shard_index": s, "num_shards": num_shards,
@@ -178,7 +212,7 @@ def write_cache(out_dir: str, num_photos: int = 40, num_shards: int = 2, parts_p
                                 {"kind": "dummy", "spec": "tfds_treeoflife.make_dummy_data",
                                  "fingerprint": hashlib.sha1(f"{num_photos}:{seed}".encode()
                                                              ).hexdigest()},
-                                num_photos, num_shards)
+                                num_photos, num_shards, views)
   cache_format.write_manifest(out_dir, manifest)
   return out_dir
 
@@ -188,7 +222,8 @@ def main(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
   write_cache(f.out_dir, num_photos=f.num_photos, num_shards=f.num_shards,
-              parts_per_shard=f.parts_per_shard, embed_dim=f.embed_dim, seed=f.seed)
+              parts_per_shard=f.parts_per_shard, embed_dim=f.embed_dim, seed=f.seed,
+              num_views=f.num_views)
   print(f"wrote a {f.num_photos}-photo teacher cache to {f.out_dir}")
 
 
@@ -201,4 +236,5 @@ if __name__ == "__main__":
   flags.DEFINE_integer("parts_per_shard", 2, "Part files per shard.")
   flags.DEFINE_integer("embed_dim", 16, "Teacher embedding width D.")
   flags.DEFINE_integer("seed", 0, "Random seed (photos, embeddings).")
+  flags.DEFINE_integer("num_views", 2, "Views per photo (V; view 0 is the whole photo).")
   app.run(main)

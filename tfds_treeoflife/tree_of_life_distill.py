@@ -1,8 +1,8 @@
 """TFDS builder `tree_of_life_distill`: photos, taxonomy and BioCLIP teacher targets.
 
-Reads a teacher_cache output directory (format 1) and writes a standard TFDS dataset whose
-feature dict is a public contract (README.md in this folder). The feature shapes (embedding
-width D, top-k K) and the ClassLabel names come from the cache, so the cache must be known when
+Reads a teacher_cache output directory (format 2) and writes a standard TFDS dataset whose
+feature dict is a public contract (README.md in this folder). The feature shapes (views V,
+embedding width D, top-k K) and the ClassLabel names come from the cache, so the cache must be known when
 the builder is created: `TreeOfLifeDistill(cache_dir=...)`, `tfds.builder(name, cache_dir=...)`
 or `python -m tfds_treeoflife.build --cache_dir=...`. A built dataset opens without the cache.
 """
@@ -111,6 +111,9 @@ def examples_in_part(path: str, checker: RowChecker, plan: SplitPlan,
         "teacher_embedding": part["teacher_embedding"][row],
         "topk_species_indices": part["topk_species_indices"][row].astype(np.int32),
         "topk_species_logits": part["topk_species_logits"][row].astype(np.float32),
+        "teacher_logsumexp": part["teacher_logsumexp"][row].astype(np.float32),
+        "view_boxes": part["view_boxes"][row].astype(np.int32),
+        "view_flips": part["view_flips"][row].astype(np.uint8),
     }
     for r, rank in enumerate(RANKS):
       example[rank] = int(taxa[row, r])
@@ -120,8 +123,10 @@ def examples_in_part(path: str, checker: RowChecker, plan: SplitPlan,
 class TreeOfLifeDistill(tfds.core.GeneratorBasedBuilder):
   """tree_of_life_distill: TreeOfLife photos + taxonomy + BioCLIP teacher targets."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release; reads teacher_cache format 1."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release; reads teacher_cache format 1.",
+                   "2.0.0": "teacher_cache format 2: a view axis V on the teacher features; "
+                            "teacher_logsumexp, view_boxes, view_flips."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
   BUILDER_CONFIGS = [
       TreeOfLifeDistillConfig(
@@ -165,7 +170,7 @@ class TreeOfLifeDistill(tfds.core.GeneratorBasedBuilder):
     else:
       # Neither a cache nor a built copy: the shapes are unknown. Building from here fails in
       # _split_generators with instructions; describing the dataset still works.
-      features = self._features(embed_dim=None, topk=None, names=None)
+      features = self._features(num_views=None, embed_dim=None, topk=None, names=None)
       metadata = TreeOfLifeMetadata()
     return self.dataset_info_from_configs(
         features=features,
@@ -176,22 +181,35 @@ class TreeOfLifeDistill(tfds.core.GeneratorBasedBuilder):
     )
 
   @staticmethod
-  def _features(embed_dim: Optional[int], topk: Optional[int],
+  def _features(num_views: Optional[int], embed_dim: Optional[int], topk: Optional[int],
                 names: Optional[Dict[str, Any]]) -> tfds.features.FeaturesDict:
+    v = num_views
     feats: Dict[str, Any] = {
         "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg",
                                      doc="The photo, RGB uint8; original JPEG bytes."),
         "key": tfds.features.Text(doc="Sample key, unique in the dataset."),
         "common_name": tfds.features.Text(doc="Common name; may be empty."),
         "teacher_embedding": tfds.features.Tensor(
-            shape=(embed_dim,), dtype=np.float32,
-            doc="L2-normalized BioCLIP image embedding, float32 [D]."),
+            shape=(v, embed_dim), dtype=np.float32,
+            doc="L2-normalized BioCLIP image embedding of each view, float32 [V, D]; view 0 is "
+                "the whole photo."),
         "topk_species_indices": tfds.features.Tensor(
-            shape=(topk,), dtype=np.int32,
-            doc="Teacher's top-k species rows of the label bank, highest logit first."),
+            shape=(v, topk), dtype=np.int32,
+            doc="Teacher's top-k species rows of the label bank per view, highest logit first."),
         "topk_species_logits": tfds.features.Tensor(
-            shape=(topk,), dtype=np.float32,
+            shape=(v, topk), dtype=np.float32,
             doc="logit_scale * cos(image, species text), matching topk_species_indices."),
+        "teacher_logsumexp": tfds.features.Tensor(
+            shape=(v,), dtype=np.float32,
+            doc="logsumexp over ALL species of the scaled logits, per view (the softmax "
+                "normalizer at temperature 1)."),
+        "view_boxes": tfds.features.Tensor(
+            shape=(v, 4), dtype=np.int32,
+            doc="(y0, x0, y1, x1) of each view in pixels of the decoded photo, end-exclusive; "
+                "view 0 = (0, 0, H, W)."),
+        "view_flips": tfds.features.Tensor(
+            shape=(v,), dtype=np.uint8,
+            doc="1 = the view is mirrored left-right after cropping."),
     }
     for rank in RANKS:
       label = (tfds.features.ClassLabel(names=list(names[rank])) if names
@@ -200,7 +218,7 @@ class TreeOfLifeDistill(tfds.core.GeneratorBasedBuilder):
     return tfds.features.FeaturesDict(feats)
 
   def _features_from_cache(self, spec: CacheSpec) -> tfds.features.FeaturesDict:
-    return self._features(spec.embed_dim, spec.topk,
+    return self._features(spec.num_views, spec.embed_dim, spec.topk,
                           {r: spec.tables[r].names for r in RANKS})
 
   def _split_plan(self) -> SplitPlan:
@@ -216,7 +234,8 @@ class TreeOfLifeDistill(tfds.core.GeneratorBasedBuilder):
                        pretrained not in (None, "", "none") and not teacher.get("random_init"))
     teacher.update(format_version=LABEL_BANK_FORMAT_VERSION, embed_dim=spec.embed_dim,
                    logit_scale=spec.logit_scale, preprocessing=m.get("preprocessing"),
-                   text_template=m.get("text_template"), topk=spec.topk)
+                   text_template=m.get("text_template"), topk=spec.topk,
+                   views=m.get("views"))
     cfg: TreeOfLifeDistillConfig = self.builder_config
     plan = self._split_plan()
     summary = {
@@ -225,6 +244,7 @@ class TreeOfLifeDistill(tfds.core.GeneratorBasedBuilder):
         "num_taxa": spec.rank_sizes,
         "embed_dim": spec.embed_dim,
         "topk": spec.topk,
+        "views": m.get("views"),
         "logit_scale": spec.logit_scale,
         "teacher_id": teacher.get("id"),
         "real_weights": bool(teacher["real_weights"]),

@@ -30,6 +30,10 @@ def squash(images: tf.Tensor, resolution: int) -> tf.Tensor:
   return squash_resize(images, resolution)
 
 
+def _view0(x):
+  return x[0] if x.shape.rank == 2 else x
+
+
 def iter_examples(dataset_dir: str, split: str, resolution: int, limit: Optional[int] = None,
                   batch_size: int = 32) -> Iterator[Tuple[np.ndarray, Dict[str, np.ndarray]]]:
   """Batches of (photos float32 [B, R, R, 3] 0..255, labels) from a split.
@@ -45,9 +49,10 @@ def iter_examples(dataset_dir: str, split: str, resolution: int, limit: Optional
   def prepare(ex):
     photo = squash(ex["image"][None], resolution)[0]
     labels = {"taxon": tf.stack([tf.cast(ex[r], tf.int32) for r in RANKS]),
-              "topk_species_indices": tf.cast(ex["topk_species_indices"], tf.int32),
-              "topk_species_logits": tf.cast(ex["topk_species_logits"], tf.float32),
-              "teacher_embedding": tf.cast(ex["teacher_embedding"], tf.float32),
+              # SHIM (dataset 2.0.0): view 0 only, see bioclip_lite_tf.data.pipeline.view0.
+              "topk_species_indices": tf.cast(_view0(ex["topk_species_indices"]), tf.int32),
+              "topk_species_logits": tf.cast(_view0(ex["topk_species_logits"]), tf.float32),
+              "teacher_embedding": tf.cast(_view0(ex["teacher_embedding"]), tf.float32),
               "key": ex["key"]}
     return photo, labels
 

@@ -73,13 +73,20 @@ def open_dataset(data_dir: str, data_config) -> DistillData:
   return DistillData(dataset_dir, builder, bank, embed_dim, topk)
 
 
+def view0(x):
+  """SHIM (teacher cache format 2, dataset 2.0.0): the view-0 (whole photo) target of an
+  example's [V, ...] teacher feature; a pre-2.0.0 feature (no view axis) passes unchanged.
+  Until the training side reads the view axis, training and evaluation use view 0 only."""
+  return x[0] if x.shape.rank == 2 else x
+
+
 def _prepare(resolution: int):
   def fn(example):
     return {
         "image": squash_resize(decode_photo(example["image"]), resolution),
-        "teacher_embedding": tf.cast(example["teacher_embedding"], tf.float32),
-        "topk_species_indices": tf.cast(example["topk_species_indices"], tf.int32),
-        "topk_species_logits": tf.cast(example["topk_species_logits"], tf.float32),
+        "teacher_embedding": tf.cast(view0(example["teacher_embedding"]), tf.float32),
+        "topk_species_indices": tf.cast(view0(example["topk_species_indices"]), tf.int32),
+        "topk_species_logits": tf.cast(view0(example["topk_species_logits"]), tf.float32),
         "labels": tf.stack([tf.cast(example[r], tf.int32) for r in RANKS]),
     }
   return fn

@@ -2,7 +2,7 @@ r"""A small `tree_of_life_distill` with learnable structure, for tests and bench
 
   python -m bioclip_lite_tf.testing.synthetic --out_dir=/tmp/tol_synth [--num_photos=600]
 
-Writes a teacher_cache directory (format 1, docs/FORMATS.md section 1) and builds the TFDS
+Writes a teacher_cache directory (format 2, docs/FORMATS.md section 1) and builds the TFDS
 dataset from it with tfds_treeoflife, i.e. the same reader and builder as the real path; only the
 source of the bytes differs. Photos are drawn so that taxa look different (background colour by
 family, shape by genus, foreground colour by species, random pose and noise), and the "teacher"
@@ -10,6 +10,11 @@ is a fixed deterministic function of the photo: its embedding leans towards the 
 embedding plus a random projection of the downsampled photo, so its top-k are usually, not
 always, the true species, and a student can learn to agree with it. Width D is a parameter
 (default 24): nothing may assume 512. No torch, no teacher_cache import.
+
+Views (spec B): each photo has `num_views` teacher targets (default 2); view v's box and flip
+come from formats.teacher_cache.sample_views, and the stand-in teacher embeds exactly
+apply_view(decoded JPEG pixels, box, flip), as the real teacher does (then its own resize).
+So a student that applies the stored view to the decoded photo sees the teacher's pixels.
 """
 from __future__ import annotations
 
@@ -75,10 +80,17 @@ def teacher_embedding(pixels: np.ndarray, species_text: np.ndarray,
   return (v / np.linalg.norm(v)).astype(np.float32)
 
 
+def decoded_pixels(data: bytes) -> np.ndarray:
+  """uint8 [H, W, 3]: the photo as PIL decodes it (what teacher and student both start from)."""
+  with Image.open(io.BytesIO(data)) as im:
+    return np.asarray(im.convert("RGB"), np.uint8)
+
+
 def write_cache(out_dir: str, num_photos: int = 600, embed_dim: int = 24, topk: int = 5,
                 image_size: int = 64, num_shards: int = 2, logit_scale: float = 30.0,
-                seed: int = 0) -> str:
+                seed: int = 0, num_views: int = 2) -> str:
   """Writes the teacher cache to out_dir (replacing it); returns out_dir."""
+  views = cache_format.views_config(num_views, seed)
   if os.path.exists(out_dir):
     shutil.rmtree(out_dir)
   os.makedirs(out_dir)
@@ -91,19 +103,26 @@ def write_cache(out_dir: str, num_photos: int = 600, embed_dim: int = 24, topk: 
   for s, rows in enumerate(np.array_split(np.arange(num_photos), num_shards)):
     shard = f"shard-{s:05d}-of-{num_shards:05d}"
     species = np.asarray([i % len(lineages) for i in rows])
-    images, embs = [], []
-    for i, sp in zip(rows, species):
+    keys = [f"synthetic-{i:06d}" for i in rows]
+    images, embs, boxes, flips = [], [], [], []
+    for key, i, sp in zip(keys, rows, species):
       photo_rng = np.random.default_rng([seed, int(i)])
       pixels = draw_photo(photo_rng, lineages[sp], image_size)
       buf = io.BytesIO()
       Image.fromarray(pixels).save(buf, format="JPEG", quality=92)
       images.append(buf.getvalue())
-      embs.append(teacher_embedding(pixels, bank["species"][sp], projection))
-    emb = np.stack(embs)
-    logits = logit_scale * emb @ bank["species"].T
-    order = np.argsort(-logits, axis=1, kind="stable")[:, :topk]
+      decoded = decoded_pixels(images[-1])
+      b, f = cache_format.sample_views(key, decoded.shape[0], decoded.shape[1], views)
+      boxes.append(b)
+      flips.append(f)
+      embs.append(np.stack([teacher_embedding(cache_format.apply_view(decoded, b[v], f[v]),
+                                              bank["species"][sp], projection)
+                            for v in range(num_views)]))
+    emb = np.stack(embs)                                             # [n, V, D]
+    logits = logit_scale * np.einsum("nvd,sd->nvs", emb, bank["species"])
+    order = np.argsort(-logits, axis=2, kind="stable")[:, :, :topk]
     cache_format.write_part(os.path.join(out_dir, "rows", shard, "part-000000.npz"), {
-        "key": np.asarray([f"synthetic-{i:06d}" for i in rows]),
+        "key": np.asarray(keys),
         "image_bytes": np.frombuffer(b"".join(images), np.uint8),
         "image_offsets": np.concatenate([[0], np.cumsum([len(b) for b in images])]).astype(
             np.int64),
@@ -111,7 +130,10 @@ def write_cache(out_dir: str, num_photos: int = 600, embed_dim: int = 24, topk: 
         "common_name": np.asarray([species_common[k] for k in species]),
         "teacher_embedding": emb,
         "topk_species_indices": order.astype(np.int32),
-        "topk_species_logits": np.take_along_axis(logits, order, 1).astype(np.float32),
+        "topk_species_logits": np.take_along_axis(logits, order, 2).astype(np.float32),
+        "teacher_logsumexp": cache_format.logsumexp(logits, axis=2).astype(np.float32),
+        "view_boxes": np.stack(boxes).astype(np.int32),
+        "view_flips": np.stack(flips).astype(np.uint8),
     })
     cache_format.write_shard_done(out_dir, shard, {"shard_index": s, "num_shards": num_shards,
                                                    "parts": ["part-000000.npz"],
@@ -121,7 +143,7 @@ def write_cache(out_dir: str, num_photos: int = 600, embed_dim: int = 24, topk: 
       "synthetic-projection", embed_dim, logit_scale, topk,
       {"kind": "synthetic", "spec": "bioclip_lite_tf.testing.synthetic",
        "fingerprint": hashlib.sha1(f"{num_photos}:{seed}:{embed_dim}".encode()).hexdigest()},
-      num_photos, num_shards)
+      num_photos, num_shards, views)
   cache_format.write_manifest(out_dir, manifest)
   return out_dir
 
@@ -135,7 +157,7 @@ def build_dataset(out_dir: str, **cache_kwargs) -> str:
   return data_dir
 
 
-GENERATOR_VERSION = 2  # 2: caches written by the formats package
+GENERATOR_VERSION = 3  # 2: caches written by the formats package; 3: format 2 (views)
 
 
 def cached_dataset(root: str = "", **cache_kwargs) -> str:
@@ -171,7 +193,7 @@ def main(argv):
   from absl import flags
   f = flags.FLAGS
   data_dir = build_dataset(f.out_dir, num_photos=f.num_photos, embed_dim=f.embed_dim,
-                           image_size=f.image_size, seed=f.seed)
+                           image_size=f.image_size, seed=f.seed, num_views=f.num_views)
   print(f"built tree_of_life_distill under {data_dir}")
 
 
@@ -182,5 +204,6 @@ if __name__ == "__main__":
   flags.DEFINE_integer("embed_dim", 24, "Teacher embedding width D.")
   flags.DEFINE_integer("image_size", 64, "Photo side in pixels.")
   flags.DEFINE_integer("seed", 0, "Random seed.")
+  flags.DEFINE_integer("num_views", 2, "Teacher views per photo (V; view 0 = whole photo).")
   flags.mark_flag_as_required("out_dir")
   app.run(main)

@@ -36,7 +36,26 @@ def _species_out_of_range(a):
 
 
 def _narrow_embedding(a):
-  a["teacher_embedding"] = a["teacher_embedding"][:, :12].copy()
+  a["teacher_embedding"] = a["teacher_embedding"][..., :12].copy()
+
+
+def _no_view_axis(a):
+  a["teacher_embedding"] = a["teacher_embedding"][:, 0].copy()
+
+
+def _logsumexp_too_small(a):
+  a["teacher_logsumexp"] = a["teacher_logsumexp"].copy()
+  a["teacher_logsumexp"][2, 1] = a["topk_species_logits"][2, 1, 0] - 1.0
+
+
+def _view0_cropped(a):
+  a["view_boxes"] = a["view_boxes"].copy()
+  a["view_boxes"][4, 0, 1] = 1
+
+
+def _empty_box(a):
+  a["view_boxes"] = a["view_boxes"].copy()
+  a["view_boxes"][5, 1, 2] = a["view_boxes"][5, 1, 0]
 
 
 def _wrong_parent(a):
@@ -52,7 +71,11 @@ def _topk_out_of_range(a):
 
 @pytest.mark.parametrize("corrupt, message", [
     (_species_out_of_range, r"taxon_index\[:, 6\] \(species\) = 99 out of range \[0, 8\)"),
-    (_narrow_embedding, r"teacher_embedding must be float32 \[\d+, 16\]"),
+    (_narrow_embedding, r"teacher_embedding must be float32 \[\d+, 2, 16\]"),
+    (_no_view_axis, r"teacher_embedding has no view axis .*Rebuild the cache"),
+    (_logsumexp_too_small, r"teacher_logsumexp is below the largest top-k logit.*row 2"),
+    (_view0_cropped, r"view 0 must be the whole photo.*row 4"),
+    (_empty_box, r"view_boxes must be .*row 5"),
     (_wrong_parent, r"species row 6 has parent 5 in genus.tsv but the row says 0"),
     (_topk_out_of_range, r"topk_species_indices out of range"),
 ])
@@ -62,7 +85,7 @@ def test_bad_rows_fail_naming_the_part(tmp_path, dummy_cache, corrupt, message):
     build(dummy_cache, str(tmp_path / "d"))
   assert part in str(e.value)
   # Nothing that looks like a finished dataset is left behind.
-  assert not os.path.exists(tmp_path / "d" / "tree_of_life_distill" / "default" / "1.0.0")
+  assert not os.path.exists(tmp_path / "d" / "tree_of_life_distill" / "default" / "2.0.0")
 
 
 def test_duplicate_keys(tmp_path, dummy_cache):
@@ -75,8 +98,20 @@ def test_duplicate_keys(tmp_path, dummy_cache):
 
 
 def test_wrong_format_version(tmp_path, dummy_cache):
-  _edit_manifest(dummy_cache, format_version=2)
-  with pytest.raises(FormatError, match=r"manifest.json: format_version is 2"):
+  _edit_manifest(dummy_cache, format_version=1)
+  with pytest.raises(FormatError, match=r"manifest.json: format_version is 1; .*format version "
+                     r"2\. Rebuild the cache with this version of teacher_cache"):
+    build(dummy_cache, str(tmp_path / "d"))
+
+
+def test_manifest_without_views(tmp_path, dummy_cache):
+  path = os.path.join(dummy_cache, "manifest.json")
+  with open(path) as f:
+    m = json.load(f)
+  del m["views"]
+  with open(path, "w") as f:
+    json.dump(m, f)
+  with pytest.raises(FormatError, match=r"manifest.json: missing the 'views' object"):
     build(dummy_cache, str(tmp_path / "d"))
 
 
@@ -119,6 +154,12 @@ def test_cli_exit_2_on_bad_caches(tmp_path, dummy_cache, run_module):
   assert "format_version is 7" in r.stderr and "manifest.json" in r.stderr
 
   _edit_manifest(dummy_cache, format_version=1)
+  r = run_module("tfds_treeoflife.build", f"--cache_dir={dummy_cache}",
+                 f"--data_dir={tmp_path / 'd'}")
+  assert r.returncode == 2, r.stderr[-2000:]
+  assert "format_version is 1" in r.stderr and "Rebuild the cache" in r.stderr
+
+  _edit_manifest(dummy_cache, format_version=2)
   part = _edit_first_part(dummy_cache, _species_out_of_range)
   r = run_module("tfds_treeoflife.build", f"--cache_dir={dummy_cache}",
                  f"--data_dir={tmp_path / 'd'}")

@@ -19,6 +19,7 @@ from tfds_treeoflife.splits import SplitPlan, holdout_species, unit_hash  # noqa
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from formats.ranks import RANKS
+from formats.teacher_cache import VIEW_ARRAYS
 
 
 def _examples(builder, split):
@@ -37,7 +38,7 @@ def _assert_same(a, b):
 
 
 def _read_cache_rows(cache_dir):
-  """{key: (image bytes, taxon_index row, teacher_embedding row, topk idx)} from the npz parts."""
+  """{key: (image bytes, taxon_index row, {view array: row})} from the npz parts."""
   rows = {}
   for root, _, files in os.walk(os.path.join(cache_dir, "rows")):
     for name in sorted(files):
@@ -46,7 +47,7 @@ def _read_cache_rows(cache_dir):
           off = z["image_offsets"]
           for i, key in enumerate(z["key"]):
             rows[str(key)] = (z["image_bytes"][off[i]:off[i + 1]].tobytes(), z["taxon_index"][i],
-                              z["teacher_embedding"][i], z["topk_species_indices"][i])
+                              {a: z[a][i] for a in VIEW_ARRAYS})
   return rows
 
 
@@ -146,7 +147,7 @@ def test_examples_match_cache_and_label_bank(tmp_path, dummy_cache):
   n = 0
   for split in ("train", "validation"):
     for ex in _examples(builder, split):
-      image, taxa, emb, topk = cache[ex["key"].decode()]
+      image, taxa, views = cache[ex["key"].decode()]
       if image[:3] == b"\xff\xd8\xff":
         assert ex["image"] == image  # original JPEG bytes, not re-encoded
       else:  # PNG source: transcoded once to JPEG, same picture
@@ -155,11 +156,25 @@ def test_examples_match_cache_and_label_bank(tmp_path, dummy_cache):
         out = np.asarray(Image.open(io.BytesIO(ex["image"])), np.float32)
         assert src.shape == out.shape and np.abs(src - out).mean() < 6
       np.testing.assert_array_equal([ex[r] for r in RANKS], taxa)
-      np.testing.assert_array_equal(ex["teacher_embedding"], emb)
-      np.testing.assert_array_equal(ex["topk_species_indices"], topk)
-      # The saved bank reproduces the teacher's logits: zero-shot needs nothing else.
-      logits = bank.logit_scale * bank.ranks["species"].text_embeddings @ ex["teacher_embedding"]
-      np.testing.assert_allclose(logits[ex["topk_species_indices"]], ex["topk_species_logits"],
-                                 rtol=1e-4, atol=1e-3)
+      for a in VIEW_ARRAYS:  # every per-view array, unchanged, dtype included
+        assert ex[a].dtype == views[a].dtype, a
+        np.testing.assert_array_equal(ex[a], views[a], err_msg=a)
+      decoded = Image.open(io.BytesIO(ex["image"]))
+      assert ex["view_boxes"].shape == (2, 4)
+      np.testing.assert_array_equal(ex["view_boxes"][0], [0, 0, decoded.height, decoded.width])
+      assert np.all(ex["view_boxes"][:, 2] <= decoded.height)
+      assert np.all(ex["view_boxes"][:, 3] <= decoded.width)
+      # The saved bank reproduces the teacher's logits and the normalizer over all species
+      # (brute force): zero-shot and the K+1 "other" bin need nothing else.
+      for v in range(2):
+        logits = (bank.logit_scale * bank.ranks["species"].text_embeddings.astype(np.float64)
+                  @ ex["teacher_embedding"][v])
+        np.testing.assert_allclose(logits[ex["topk_species_indices"][v]],
+                                   ex["topk_species_logits"][v], rtol=1e-4, atol=1e-3)
+        np.testing.assert_array_equal(ex["topk_species_indices"][v],
+                                      np.argsort(-logits, kind="stable")[:5])
+        top = logits.max()
+        np.testing.assert_allclose(ex["teacher_logsumexp"][v],
+                                   top + np.log(np.exp(logits - top).sum()), rtol=1e-5)
       n += 1
   assert n == 40

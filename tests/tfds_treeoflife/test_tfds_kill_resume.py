@@ -24,7 +24,7 @@ def test_sigkill_midway_then_rerun(tmp_path, run_module):
   cache = write_cache(str(tmp_path / "cache"), num_photos=8000, num_shards=2, parts_per_shard=8)
   data_dir = tmp_path / "data"
   config_dir = data_dir / "tree_of_life_distill" / "default"
-  final = config_dir / "1.0.0"
+  final = config_dir / "2.0.0"
   env = dict(os.environ, PYTHONPATH=REPO)
   proc = subprocess.Popen([sys.executable, "-m", "tfds_treeoflife.build", f"--cache_dir={cache}",
                            f"--data_dir={data_dir}"], cwd=REPO, env=env,

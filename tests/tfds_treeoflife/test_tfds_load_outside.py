@@ -48,7 +48,7 @@ def test_readme_keras_example_outside_repo(built):
   data_dir, outside = built
   code = f"DATA_DIR = {str(data_dir)!r}\n" + _readme_example() + textwrap.dedent("""
       import numpy as np
-      assert info.features["teacher_embedding"].shape == (bank.embed_dim,)
+      assert info.features["teacher_embedding"].shape == (2, bank.embed_dim)  # [V, D]
       assert info.features["species"].names == bank.ranks["species"].names
       assert bank.teacher_id and bank.logit_scale > 0
       x = next(iter(ds))[0]
@@ -64,7 +64,7 @@ def test_readme_keras_example_outside_repo(built):
 def test_load_with_no_import_and_from_a_copied_directory(built):
   data_dir, outside = built
   copy = outside / "copied_dataset"
-  shutil.copytree(data_dir / "tree_of_life_distill" / "default" / "1.0.0", copy)
+  shutil.copytree(data_dir / "tree_of_life_distill" / "default" / "2.0.0", copy)
   code = textwrap.dedent(f"""
       import json, os, sys
       import numpy as np
@@ -73,7 +73,7 @@ def test_load_with_no_import_and_from_a_copied_directory(built):
                            with_info=True)
       ex = next(iter(ds))
       assert ex["image"].dtype.name == "uint8" and ex["image"].shape[-1] == 3
-      assert ex["teacher_embedding"].shape == (info.metadata["embed_dim"],)
+      assert ex["teacher_embedding"].shape == (2, info.metadata["embed_dim"])
       b = tfds.builder_from_directory({str(copy)!r})
       assert b.info.splits["train"].num_examples == 36
       names = b.info.features["species"].names
