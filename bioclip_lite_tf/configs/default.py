@@ -20,6 +20,9 @@ def get_config(arg: str = "") -> ConfigDict:
       bn_momentum=0.99,      # BatchNorm moving-average momentum
       init="imagenet",       # 'imagenet' (tf_keras.applications weights, local file) | 'none'
       imagenet_weights="",   # explicit .h5 path; empty: look in the Keras cache
+      # 'auto': mixed_bfloat16 on GPU, float32 on CPU | 'mixed_bfloat16' | 'float32'
+      # (train/precision.py; the embedding and the losses stay float32, saved models float32)
+      mixed_precision="auto",
   )
   c.data = dict(
       name="tree_of_life_distill",
@@ -38,8 +41,11 @@ def get_config(arg: str = "") -> ConfigDict:
   # Losses by name (bioclip_lite_tf.losses.LOSSES); weight 0 disables one.
   c.losses = dict(
       embedding=dict(weight=1.0),
-      soft_label=dict(weight=1.0, temperature=2.0),
-      hierarchical=dict(weight=0.5, teacher_weight=1.0, label_weight=1.0),
+      # normalizer 'full': the teacher's exact probabilities from the cached logsumexp and a
+      # K+1-th "other" bin (losses/soft_label.py); exact at temperature 1 only, which it needs.
+      # 'topk' (renormalized top-k) allows another temperature.
+      soft_label=dict(weight=1.0, temperature=1.0, normalizer="full"),
+      hierarchical=dict(weight=0.5, teacher_weight=1.0, label_weight=1.0, normalizer="full"),
       contrastive=dict(weight=0.1),
   )
   # One entry per phase: steps, peak learning rate (cosine decay after linear warmup), AdamW

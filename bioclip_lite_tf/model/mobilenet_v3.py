@@ -245,7 +245,8 @@ def build_student(config, embed_dim: int, fold_batch_norm: bool = False,
   if dropout > 0:
     x = keras.layers.Dropout(dropout, name="dropout")(x)
   x = keras.layers.Dense(int(embed_dim), name=PROJECTION_NAME)(x)
-  outputs = bl_layers.L2Normalize(name=EMBEDDING_NAME)(x)
+  # float32 whatever the global dtype policy (mixed precision): the embedding the losses use.
+  outputs = bl_layers.L2Normalize(name=EMBEDDING_NAME, dtype="float32")(x)
   return keras.Model(inputs, outputs, name="student_core")
 
 

@@ -24,7 +24,7 @@ from bioclip_lite_tf import losses as losses_lib
 from bioclip_lite_tf import model as model_lib
 from bioclip_lite_tf.keras import keras, tf
 from bioclip_lite_tf.optimize import pruning, quantization
-from bioclip_lite_tf.train import validation
+from bioclip_lite_tf.train import precision, validation
 from bioclip_lite_tf.train import workdir as workdir_lib
 from bioclip_lite_tf.train.checks import UsageError, check_config, check_workdir
 from bioclip_lite_tf.train.distribute import barrier, is_chief, make_strategy
@@ -71,6 +71,7 @@ class Trainer:
     if self.global_batch % strategy.num_replicas_in_sync:
       raise UsageError(f"batch_size {self.global_batch} is not divisible by the "
                        f"{strategy.num_replicas_in_sync} replicas of --strategy")
+    self.policy = precision.resolve(str(config.model.get("mixed_precision", "float32")))
     bank = data.bank
     with strategy.scope():
       # Frozen zero-shot head: variables (not graph constants) so 454k x D stays out of graphs.
@@ -136,7 +137,10 @@ class Trainer:
     pcfg = self.config.phases[phase]
     steps = int(pcfg.steps)
     with self.strategy.scope():
-      model = self._build_phase_model(phase)
+      # tfmot's pruning wrapper fails under mixed_bfloat16 (its mask op multiplies a float32
+      # kernel by a bfloat16 mask: TypeError), so the prune phase always runs in float32.
+      with precision.policy_scope(self.policy if phase != "prune" else "float32"):
+        model = self._build_phase_model(phase)
       schedule = WarmupCosine(float(pcfg.learning_rate), int(pcfg.warmup_steps), steps)
       optimizer = keras.optimizers.AdamW(learning_rate=schedule,
                                          weight_decay=float(pcfg.weight_decay))
@@ -211,7 +215,8 @@ class Trainer:
     t_steady, steady_steps = None, 0
     last = {}
     print(f"[train] {phase}: steps {state.start_step}..{steps}, global batch {self.global_batch}, "
-          f"{self.strategy.num_replicas_in_sync} replica(s)", flush=True)
+          f"{self.strategy.num_replicas_in_sync} replica(s), "
+          f"{'mixed_bfloat16' if precision.is_mixed(state.model) else 'float32'}", flush=True)
     per_call = max(1, int(cfg.get("steps_per_call", 1)))
     current = state.start_step   # host-side copy of `step`: read back only at call boundaries
     while current < steps:
@@ -256,7 +261,8 @@ class Trainer:
               "seconds_this_run": round(loop.seconds, 2),
               "photos_per_second": (round(loop.steady_photos_per_second, 2)
                                     if loop.steady_photos_per_second else None),
-              "final_losses": loop.last_losses}
+              "final_losses": loop.last_losses,
+              "precision": "mixed_bfloat16" if precision.is_mixed(model) else "float32"}
     if phase == "prune":
       model = pruning.strip_and_apply_masks(model)
       result["pruned_layers"] = [l.layer.name for l in prune_wrappers]
@@ -275,6 +281,8 @@ class Trainer:
     own_dir = phase_dir(self.workdir, phase) if self.chief else os.path.join(self.private_root,
                                                                             phase)
     tf.io.gfile.makedirs(own_dir)
+    with quantization.quantize_scope():
+      model = precision.float32_copy(model)   # saved, validated and exported in float32
     workdir_lib.save_model(model, os.path.join(own_dir, MODEL_FILE))
     result["validation"] = validation.evaluate(model, self._eval_dataset(), self.bank,
                                                self.data.bank.ancestors)

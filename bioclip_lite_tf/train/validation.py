@@ -17,11 +17,19 @@ from formats.ranks import RANKS
 
 
 def teacher_rank_predictions(topk_indices: np.ndarray, topk_logits: np.ndarray,
-                             ancestors: np.ndarray) -> np.ndarray:
-  """int [N, K], float [N, K], int [7, S] -> int64 [N, 7] teacher top-1 row per rank."""
-  z = topk_logits - topk_logits.max(axis=1, keepdims=True)
-  p = np.exp(z)
-  p /= p.sum(axis=1, keepdims=True)
+                             ancestors: np.ndarray, logsumexp=None) -> np.ndarray:
+  """int [N, K], float [N, K], int [7, S] -> int64 [N, 7] teacher top-1 row per rank.
+
+  logsumexp float [N] (teacher cache format 2): the full normalizer, p_k = exp(l_k - lse)
+  (the K+1-th, "other", mass is spread over species outside the top-k and never beats a top-k
+  taxon it is not known to belong to). Without it, the top-k softmax.
+  """
+  if logsumexp is not None:
+    p = np.exp(np.minimum(topk_logits - np.asarray(logsumexp)[:, None], 0.0))
+  else:
+    z = topk_logits - topk_logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
   out = np.zeros((len(topk_indices), ancestors.shape[0]), np.int64)
   for r in range(ancestors.shape[0]):
     rows = ancestors[r][topk_indices]                       # [N, K]
@@ -63,7 +71,9 @@ def evaluate(model: keras.Model, dataset: Iterable, bank: losses.LabelBankTensor
     preds, emb = predict(batch["image"])
     student.append(preds.numpy())
     teacher.append(teacher_rank_predictions(batch["topk_species_indices"].numpy(),
-                                            batch["topk_species_logits"].numpy(), ancestors))
+                                            batch["topk_species_logits"].numpy(), ancestors,
+                                            batch["teacher_logsumexp"].numpy()
+                                            if "teacher_logsumexp" in batch else None))
     truth.append(batch["labels"].numpy())
     cosines.append(np.sum(emb.numpy() * batch["teacher_embedding"].numpy(), axis=1))
   if not student:
