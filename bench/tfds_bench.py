@@ -79,7 +79,8 @@ def _bench_read(builder) -> dict:
 
   def squash(ex):
     # BioCLIP geometry: the whole photo to R x R, bicubic, no crop.
-    return tf.image.resize(ex["image"], (r, r), method="bicubic"), ex["teacher_embedding"]
+    # view 0 of the [V, D] teacher feature is the whole photo's embedding.
+    return tf.image.resize(ex["image"], (r, r), method="bicubic"), ex["teacher_embedding"][0]
 
   ds = (builder.as_dataset(split="train", shuffle_files=True)
         .map(squash, num_parallel_calls=tf.data.AUTOTUNE)

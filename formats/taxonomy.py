@@ -147,6 +147,17 @@ class Taxonomy:
       self._index.append(index)
 
   @classmethod
+  def from_tables(cls, tables: Sequence[RankTable]) -> "Taxonomy":
+    """The taxonomy whose tables these are (e.g. a label bank's, as read back from its TSVs):
+    how later teacher_cache workers get the taxonomy without re-reading the catalog."""
+    if [t.rank for t in tables] != list(RANKS):
+      raise TaxonomyError(f"taxonomy tables must be the ranks {list(RANKS)} in order")
+    self = cls.__new__(cls)
+    self.tables = list(tables)
+    self._index = [{n: i for i, n in enumerate(t.names)} for t in self.tables]
+    return self
+
+  @classmethod
   def from_rows(cls, rows: Iterable[Tuple[Lineage, str]]) -> "Taxonomy":
     """rows: (lineage, common_name). Conflicting common names: the first non-empty wins
     in sorted order, so the result does not depend on row order."""

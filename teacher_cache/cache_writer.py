@@ -6,6 +6,14 @@ records of that span, and becomes visible only by an atomic rename. A restarted 
 the committed spans, continues at the first uncommitted ordinal and rebuilds the same batches
 (batches restart at part boundaries), so the final rows equal an uninterrupted run's: none
 missing, none twice. The shard's done file is written last.
+
+Views (format 2): each photo is decoded once and its V views (formats.teacher_cache
+.sample_views, seeded by key) are cropped, flipped and resized from the decoded pixels; the
+teacher embeds all B x V of a batch in one forward pass.
+
+Decoding runs in a thread pool (the CPU default, as before) or, with decode_processes > 0 (the
+CUDA default), in torch DataLoader worker processes with pinned memory, so the GPU never waits
+on JPEG decoding. Both give the same rows in the same order (tested).
 """
 from __future__ import annotations
 
@@ -29,10 +37,10 @@ from formats.ranks import NUM_RANKS
 from formats.taxonomy import TEXT_TEMPLATE, TEXT_TEMPLATE_NO_COMMON, Taxonomy
 from formats.teacher_cache import FORMAT_VERSION, PART_RE, shard_name
 from teacher_cache.label_bank import LABEL_BANK_DIR, build_label_bank, label_bank_meta, load_label_bank
-from teacher_cache.manifest import ResumeMismatch, check_same
+from teacher_cache.manifest import ResumeMismatch, check_format, check_same
 from teacher_cache.sources import RawSample, Source, printable
-from teacher_cache.teachers import DEFAULT_MAX_IMAGE_PIXELS, SkipSample, Teacher, decode_and_resize
-from teacher_cache.topk import streaming_topk
+from teacher_cache.teachers import DEFAULT_MAX_IMAGE_PIXELS, SkipSample, Teacher, decode_views
+from teacher_cache.topk import streaming_topk_logsumexp
 
 # Keep the species matrix in RAM up to this size; beyond it, stream it from the memmap.
 _SPECIES_IN_RAM_BYTES = 2 << 30
@@ -48,9 +56,13 @@ class CacheConfig:
     shard_index: int = 0
     num_shards: int = 1
     batch_size: int = 32
-    topk: int = 10
+    topk: int = 32
     rows_per_part: int = 1024
     decode_workers: int = 2
+    # 0: decode in decode_workers threads; N > 0: in N DataLoader worker processes.
+    decode_processes: int = 0
+    # The manifest's views object (formats.teacher_cache.views_config); None: V=1.
+    views: Optional[Dict] = None
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     species_chunk: int = 65536
     text_batch_size: int = 256
@@ -77,7 +89,21 @@ def prepare_cache(cfg: CacheConfig, source: Source, teacher: Teacher) -> Tuple[D
     source_desc = source.describe()
     with _locked(cfg.out_dir):
         manifest_path = os.path.join(cfg.out_dir, "manifest.json")
-        taxonomy = source.taxonomy()
+        bank_dir = os.path.join(cfg.out_dir, LABEL_BANK_DIR)
+        old = atomic.read_json(manifest_path) if os.path.isfile(manifest_path) else None
+        if old is not None:
+            check_format(old, cfg.out_dir)
+        if old is not None and os.path.isdir(bank_dir):
+            # A later worker: the first one built the taxonomy from the whole catalog and
+            # persisted it as the label bank's tables; the manifest check below proves the
+            # source is the same (its fingerprint), so the catalog is never parsed again.
+            bank = load_label_bank(bank_dir)
+            taxonomy = Taxonomy.from_tables(bank.tables)
+            taxonomy_sha = bank.meta.get("taxonomy_sha256")
+        else:
+            taxonomy = source.taxonomy()
+            taxonomy_sha = taxonomy.fingerprint()
+            bank = None
         manifest = {
             "format_version": FORMAT_VERSION,
             "teacher": teacher.describe(),
@@ -87,20 +113,19 @@ def prepare_cache(cfg: CacheConfig, source: Source, teacher: Teacher) -> Tuple[D
             # topk is the width of the stored top-k arrays; fewer species than asked clip it.
             "topk": min(cfg.topk, taxonomy.num_species),
             "topk_requested": cfg.topk,
+            "views": cfg.views or cache_format.views_config(1),
             "source": source_desc,
-            "label_bank": {"dir": LABEL_BANK_DIR, **{k: v for k, v in
-                           label_bank_meta(taxonomy, {}).items() if k in ("ranks", "taxonomy_sha256")}},
+            "label_bank": {"dir": LABEL_BANK_DIR, "ranks": {t.rank: len(t) for t in taxonomy.tables},
+                           "taxonomy_sha256": taxonomy_sha},
             "counts": {"written": 0, "skipped": 0},
             "shards": {"num_shards": cfg.num_shards, "complete": []},
         }
-        if os.path.isfile(manifest_path):
-            old = atomic.read_json(manifest_path)
+        if old is not None:
             check_same(old, manifest, cfg.out_dir)
             manifest = old
-        bank_dir = os.path.join(cfg.out_dir, LABEL_BANK_DIR)
         if os.path.isdir(bank_dir):
-            bank = load_label_bank(bank_dir)
-            if (bank.meta.get("taxonomy_sha256") != taxonomy.fingerprint()
+            bank = bank or load_label_bank(bank_dir)
+            if (bank.meta.get("taxonomy_sha256") != taxonomy_sha
                     or bank.meta["teacher"].get("checkpoint_sha256") != teacher.checkpoint_sha256):
                 raise ResumeMismatch(f"{bank_dir} was built from another taxonomy or teacher; "
                                      "use a new --out_dir")
@@ -127,23 +152,34 @@ def _committed_parts(shard_dir: str) -> Tuple[int, int]:
     return len(parts), end
 
 
+Decoded = Tuple[np.ndarray, np.ndarray, np.ndarray]  # decode_views: pixels [V,S,S,3], boxes, flips
+
+
+def _decode_one(raw: RawSample, size: int, max_pixels: int, views: Dict
+                ) -> Tuple[Optional[Decoded], Optional[str]]:
+    if raw.error:
+        return None, raw.error
+    try:
+        return decode_views(raw.image_bytes, size, raw.key, views, max_pixels), None
+    except SkipSample as e:
+        return None, str(e)
+
+
 def _decoded(samples: Iterator[Tuple[int, RawSample]], pool, size: int, max_pixels: int,
-             window: int) -> Iterator[Tuple[int, RawSample, Optional[np.ndarray], Optional[str]]]:
-    """Yields (ordinal, sample, uint8 [S, S, 3] or None, skip reason or None) in input order,
-    keeping up to `window` photos decoding in the pool ahead of the consumer."""
+             window: int, views: Dict
+             ) -> Iterator[Tuple[int, RawSample, Optional[Decoded], Optional[str]]]:
+    """Yields (ordinal, sample, decode_views(...) or None, skip reason or None) in input order,
+    keeping up to `window` photos decoding in the thread pool ahead of the consumer."""
     pending = collections.deque()
 
     def resolve(item):
         ordinal, raw, fut = item
         if fut is None:
             return ordinal, raw, None, raw.error
-        try:
-            return ordinal, raw, fut.result(), None
-        except SkipSample as e:
-            return ordinal, raw, None, str(e)
+        return (ordinal, raw) + fut.result()
 
     for ordinal, raw in samples:
-        fut = None if raw.error else pool.submit(decode_and_resize, raw.image_bytes, size, max_pixels)
+        fut = None if raw.error else pool.submit(_decode_one, raw, size, max_pixels, views)
         pending.append((ordinal, raw, fut))
         if len(pending) >= window:
             yield resolve(pending.popleft())
@@ -164,12 +200,18 @@ class _Part:
         self.embedding: List[np.ndarray] = []
         self.topk_i: List[np.ndarray] = []
         self.topk_v: List[np.ndarray] = []
+        self.lse: List[np.ndarray] = []
+        self.boxes: List[np.ndarray] = []
+        self.flips: List[np.ndarray] = []
         self.skips: List[Tuple[str, str, str]] = []
 
     def __len__(self):
         return len(self.keys)
 
-    def save(self, path: str, embed_dim: int, k: int) -> None:
+    def save(self, path: str, embed_dim: int, k: int, v: int) -> None:
+        def cat(parts, shape, dtype):
+            return (np.concatenate(parts) if parts else np.zeros((0,) + shape, dtype)).astype(dtype)
+
         lens = np.array([len(b) for b in self.images], dtype=np.int64)
         offsets = np.zeros(len(lens) + 1, dtype=np.int64)
         np.cumsum(lens, out=offsets[1:])
@@ -179,12 +221,12 @@ class _Part:
             "image_offsets": offsets,
             "taxon_index": np.array(self.taxon_index, dtype=np.int32).reshape(-1, NUM_RANKS),
             "common_name": np.array(self.common, dtype=np.str_),
-            "teacher_embedding": (np.concatenate(self.embedding) if self.embedding
-                                  else np.zeros((0, embed_dim), np.float32)).astype(np.float32),
-            "topk_species_indices": (np.concatenate(self.topk_i) if self.topk_i
-                                     else np.zeros((0, k), np.int32)).astype(np.int32),
-            "topk_species_logits": (np.concatenate(self.topk_v) if self.topk_v
-                                    else np.zeros((0, k), np.float32)).astype(np.float32),
+            "teacher_embedding": cat(self.embedding, (v, embed_dim), np.float32),
+            "topk_species_indices": cat(self.topk_i, (v, k), np.int32),
+            "topk_species_logits": cat(self.topk_v, (v, k), np.float32),
+            "teacher_logsumexp": cat(self.lse, (v,), np.float32),
+            "view_boxes": cat(self.boxes, (v, 4), np.int32),
+            "view_flips": cat(self.flips, (v,), np.uint8),
             "span": np.array([self.start, self.end], dtype=np.int64),
             "skipped_key": np.array([s[0] for s in self.skips], dtype=np.str_),
             "skipped_reason": np.array([s[1] for s in self.skips], dtype=np.str_),
@@ -217,11 +259,12 @@ def _check_config(cfg: CacheConfig) -> None:
         raise BadConfig("--batch_size, --topk and --rows_per_part must be >= 1")
 
 
-def _species_matrix(cfg: CacheConfig):
-    """The species text embeddings: a torch tensor in RAM, or the memmap when it is huge."""
+def _species_matrix(cfg: CacheConfig, device: str = "cpu"):
+    """The species text embeddings: a torch tensor in RAM (on the teacher's device), or the
+    memmap when it is huge (streamed to the device chunk by chunk)."""
     species = load_label_bank(os.path.join(cfg.out_dir, LABEL_BANK_DIR)).species_embeddings
     if species.nbytes <= _SPECIES_IN_RAM_BYTES:
-        species = torch.from_numpy(np.array(species, dtype=np.float32))
+        species = torch.from_numpy(np.array(species, dtype=np.float32)).to(device)
     return species
 
 
@@ -243,17 +286,23 @@ class _ShardRun:
         self.next_part = next_part
         self.teacher, self.species, self.k = teacher, species, k
         self.part = _Part(start)
-        self.batch: List[Tuple[int, RawSample, np.ndarray, Tuple[int, ...]]] = []
+        self.batch: List[Tuple[int, RawSample, Decoded, Tuple[int, ...]]] = []
         self.counts = _RunCounts()
+        self.num_views = int((cfg.views or {"count": 1})["count"])
 
     def flush_batch(self) -> None:
         if not self.batch:
             return
-        pixels = torch.from_numpy(np.stack([b[2] for b in self.batch]))
+        b, v = len(self.batch), self.num_views
+        pixels = torch.from_numpy(np.stack([x[2][0] for x in self.batch]))    # [B, V, S, S, 3]
+        pixels = pixels.reshape((b * v,) + tuple(pixels.shape[2:]))
+        if self.teacher.device.startswith("cuda"):
+            pixels = pixels.pin_memory()
         t = time.monotonic()
         emb = self.teacher.encode_pixels(pixels)
-        values, indices = streaming_topk(emb, self.species, self.teacher.logit_scale, self.k,
-                                         self.cfg.species_chunk)
+        values, indices, lse = streaming_topk_logsumexp(emb, self.species, self.teacher.logit_scale,
+                                                        self.k, self.cfg.species_chunk)
+        emb = emb.cpu()
         self.counts.forward_s += time.monotonic() - t
         part = self.part
         for ordinal, raw, _, tax in self.batch:
@@ -261,20 +310,24 @@ class _ShardRun:
             part.images.append(raw.image_bytes)
             part.taxon_index.append(tax)
             part.common.append(raw.common_name)
-        part.embedding.append(emb.numpy())
-        part.topk_i.append(indices.numpy())
-        part.topk_v.append(values.numpy())
+        part.embedding.append(emb.numpy().reshape(b, v, -1))
+        part.topk_i.append(indices.numpy().reshape(b, v, -1))
+        part.topk_v.append(values.numpy().reshape(b, v, -1))
+        part.lse.append(lse.numpy().reshape(b, v))
+        part.boxes.append(np.stack([x[2][1] for x in self.batch]))
+        part.flips.append(np.stack([x[2][2] for x in self.batch]))
         part.end = self.batch[-1][0] + 1
         self.counts.written += len(self.batch)
         self.batch.clear()
 
     def commit(self) -> None:
         path = os.path.join(self.shard_dir, cache_format.part_name(self.next_part))
-        self.part.save(path, self.teacher.embed_dim, self.k)
+        self.part.save(path, self.teacher.embed_dim, self.k, self.num_views)
         self.next_part += 1
         self.part = _Part(self.part.end)
 
-    def add(self, ordinal: int, raw: RawSample, pixels, reason: Optional[str], taxonomy) -> None:
+    def add(self, ordinal: int, raw: RawSample, decoded: Optional[Decoded], reason: Optional[str],
+            taxonomy) -> None:
         self.counts.seen += 1
         if reason is None and not taxonomy.contains(raw.lineage):
             reason = "taxon not in the label bank"
@@ -284,7 +337,7 @@ class _ShardRun:
             logging.warning("%s: skipped sample %s (%s): %s", self.name, printable(raw.key),
                             raw.where, reason)
             return
-        self.batch.append((ordinal, raw, pixels, taxonomy.index_of(raw.lineage)))
+        self.batch.append((ordinal, raw, decoded, taxonomy.index_of(raw.lineage)))
         if len(self.batch) == self.cfg.batch_size:
             self.flush_batch()
             if len(self.part) >= self.cfg.rows_per_part:
@@ -317,8 +370,54 @@ def _shard_totals(shard_dir: str) -> Tuple[int, List[Dict[str, str]]]:
     return total_written, skip_records
 
 
+class _DecodeStream(torch.utils.data.IterableDataset):
+    """The shard's samples from `start` on, decoded in DataLoader worker processes.
+
+    Worker w of W takes the samples whose (ordinal - start) % W == w and yields one item per
+    sample (skips included); the DataLoader takes items from its workers round-robin, so the
+    merged stream is in ordinal order, exactly the thread pool's order. Each worker reads the
+    raw stream itself and decodes only its own samples (reading bytes is cheap next to
+    decoding; the OS page cache serves the other workers' reads of the same file).
+    """
+
+    def __init__(self, source: Source, cfg: CacheConfig, start: int, size: int):
+        super().__init__()
+        self.source, self.cfg, self.start, self.size = source, cfg, start, size
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        w, num = (info.id, info.num_workers) if info else (0, 1)
+        cfg = self.cfg
+        views = cfg.views or cache_format.views_config(1)
+        for ordinal, raw in enumerate(self.source.iter_shard(cfg.shard_index, cfg.num_shards)):
+            if ordinal < self.start or (ordinal - self.start) % num != w:
+                continue
+            decoded, reason = _decode_one(raw, self.size, cfg.max_image_pixels, views)
+            if decoded is not None:  # tensors, so the loader's pin_memory pins them
+                decoded = tuple(torch.from_numpy(a) for a in decoded)
+            yield ordinal, raw, decoded, reason
+
+
+def _decoded_in_processes(source: Source, cfg: CacheConfig, start: int, size: int, pin: bool
+                          ) -> Iterator[Tuple[int, RawSample, Optional[Decoded], Optional[str]]]:
+    loader = torch.utils.data.DataLoader(
+        _DecodeStream(source, cfg, start, size), batch_size=None,
+        num_workers=cfg.decode_processes, pin_memory=pin,
+        prefetch_factor=max(2, 2 * cfg.batch_size // cfg.decode_processes),
+        collate_fn=lambda item: item)
+    for ordinal, raw, decoded, reason in loader:
+        if decoded is not None:
+            decoded = (decoded[0].numpy(), decoded[1].numpy(), decoded[2].numpy())
+        yield int(ordinal), raw, decoded, reason
+
+
 def run_shard(cfg: CacheConfig, source: Source, teacher: Teacher) -> Dict[str, object]:
-    """Caches one worker shard (resuming if parts exist). Returns its done-file dict."""
+    """Caches one worker shard (resuming if parts exist). Returns its done-file dict.
+
+    done["this_run"]["startup_seconds"]: from this call to the first sample reaching the
+    teacher's batcher (manifest, taxonomy, label bank, species matrix, first decode).
+    """
+    t_start = time.monotonic()
     _check_config(cfg)
     manifest, taxonomy = prepare_cache(cfg, source, teacher)
     name = shard_name(cfg.shard_index, cfg.num_shards)
@@ -334,17 +433,28 @@ def run_shard(cfg: CacheConfig, source: Source, teacher: Teacher) -> Dict[str, o
     if next_part:
         logging.info("%s: resuming after %d committed parts at sample %d (%d temp files removed)",
                      name, next_part, start, litter)
-    run = _ShardRun(cfg, name, shard_dir, next_part, start, teacher, _species_matrix(cfg),
-                    min(cfg.topk, taxonomy.num_species))
+    run = _ShardRun(cfg, name, shard_dir, next_part, start, teacher,
+                    _species_matrix(cfg, teacher.device), min(cfg.topk, taxonomy.num_species))
     samples = ((o, s) for o, s in enumerate(source.iter_shard(cfg.shard_index, cfg.num_shards))
                if o >= start)
     t0 = last_log = time.monotonic()
+    startup = None
     last_ordinal = None
     window = 2 * cfg.batch_size + cfg.decode_workers
-    with concurrent.futures.ThreadPoolExecutor(cfg.decode_workers, thread_name_prefix="decode") as pool:
-        for ordinal, raw, pixels, reason in _decoded(samples, pool, teacher.preprocessing.size,
-                                                     cfg.max_image_pixels, window):
-            run.add(ordinal, raw, pixels, reason, taxonomy)
+    views = cfg.views or cache_format.views_config(1)
+    with contextlib.ExitStack() as stack:
+        if cfg.decode_processes > 0:
+            stream = _decoded_in_processes(source, cfg, start, teacher.preprocessing.size,
+                                           pin=teacher.device.startswith("cuda"))
+        else:
+            pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(
+                cfg.decode_workers, thread_name_prefix="decode"))
+            stream = _decoded(samples, pool, teacher.preprocessing.size, cfg.max_image_pixels,
+                              window, views)
+        for ordinal, raw, decoded, reason in stream:
+            if startup is None:
+                startup = time.monotonic() - t_start
+            run.add(ordinal, raw, decoded, reason, taxonomy)
             now = time.monotonic()
             if now - last_log >= cfg.log_every_seconds:
                 last_log = now
@@ -360,6 +470,8 @@ def run_shard(cfg: CacheConfig, source: Source, teacher: Teacher) -> Dict[str, o
             "written": total_written, "skipped": len(skip_records),
             "this_run": {"samples": c.seen, "written": c.written, "skipped": c.skipped,
                          "seconds": round(elapsed, 3),
+                         "startup_seconds": (round(startup, 4) if startup is not None
+                                             else None),
                          "photos_per_second": round(c.written / elapsed, 3) if elapsed else None,
                          "forward_photos_per_second": (round(c.written / c.forward_s, 3)
                                                        if c.forward_s else None)}}

@@ -87,6 +87,17 @@ def _open_csv(path: str):
     return open(path, "r", newline="", encoding="utf-8", errors="surrogateescape")
 
 
+def _catalog_lineages(path: str, bad: List[int]) -> Iterator[Tuple[Lineage, str]]:
+    """(lineage, common name) per catalog row, streamed; rows without a complete lineage are
+    counted in bad[0]."""
+    with _open_csv(path) as f:
+        for n, row in enumerate(csv.DictReader(f)):
+            try:
+                yield _lineage_from_row(row, f"{path} row {n + 2}"), _first(row, COMMON_COLUMNS)
+            except TaxonomyError:
+                bad[0] += 1
+
+
 class Source:
     """Interface of a photo source; see the module docstring."""
 
@@ -105,7 +116,11 @@ class Source:
         raise NotImplementedError
 
     def describe(self) -> Dict[str, str]:
-        return {"kind": self.kind, "spec": self.spec, "fingerprint": self.fingerprint()}
+        """kind, spec and fingerprint; the fingerprint is computed once per Source object (the
+        CLI's early check and prepare_cache share it)."""
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = self.fingerprint()
+        return {"kind": self.kind, "spec": self.spec, "fingerprint": self._fingerprint}
 
 
 def expand_braces(pattern: str) -> List[str]:
@@ -166,29 +181,29 @@ class WebDatasetSource(Source):
         return h.hexdigest()
 
     def taxonomy(self) -> Taxonomy:
-        rows, bad = [], 0
+        """Streams the catalog (or the tars' text members): memory grows with the number of
+        distinct species, not with the number of photos."""
+        bad = [0]
         if self.catalog:
-            with _open_csv(self.catalog) as f:
-                for n, row in enumerate(csv.DictReader(f)):
-                    try:
-                        rows.append((_lineage_from_row(row, f"{self.catalog} row {n + 2}"),
-                                     _first(row, COMMON_COLUMNS)))
-                    except TaxonomyError:
-                        bad += 1
+            rows = _catalog_lineages(self.catalog, bad)
             origin = self.catalog
         else:
             logging.info("no catalog.csv beside the shards: scanning %d tars for taxonomy", len(self.tars))
-            for path in self.tars:
-                for s in webdataset.iter_tar_samples(path):
-                    lineage, common, error = self._sample_taxonomy(s)
-                    if error:
-                        bad += 1
-                    else:
-                        rows.append((lineage, common))
+            rows = self._scanned_lineages(bad)
             origin = "a scan of the tars"
-        if bad:
-            logging.warning("taxonomy from %s: %d rows without a complete 7-rank lineage left out", origin, bad)
-        return Taxonomy.from_rows(rows)
+        taxonomy = Taxonomy.from_rows(rows)
+        if bad[0]:
+            logging.warning("taxonomy from %s: %d rows without a complete 7-rank lineage left out", origin, bad[0])
+        return taxonomy
+
+    def _scanned_lineages(self, bad):
+        for path in self.tars:
+            for s in webdataset.iter_tar_samples(path):
+                lineage, common, error = self._sample_taxonomy(s)
+                if error:
+                    bad[0] += 1
+                else:
+                    yield lineage, common
 
     @staticmethod
     def _sample_taxonomy(s: webdataset.TarSample):
@@ -259,11 +274,14 @@ class InatFolderSource(Source):
         return sorted(n for n in os.listdir(folder) if not n.startswith("."))
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256(b"inat\n")
+        """sha256 of the listing (class folders and the file names in each), no stat per file:
+        a listing is one readdir per folder, where stat-ing 2.7M photos costs minutes on NFS.
+        A photo replaced in place under the same name is not detected (nor was it by size)."""
+        h = hashlib.sha256(b"inat-listing\n")
         for rel, full in self.class_dirs:
+            h.update(f"{rel}\n".encode("utf-8", "surrogateescape"))
             for n in self._files(full):
-                size = os.path.getsize(os.path.join(full, n))
-                h.update(f"{rel}/{n}\t{size}\n".encode("utf-8", "surrogateescape"))
+                h.update(f"\t{n}\n".encode("utf-8", "surrogateescape"))
         return h.hexdigest()
 
     def taxonomy(self) -> Taxonomy:
@@ -329,15 +347,12 @@ class CsvCatalogSource(Source):
             yield from enumerate(csv.DictReader(f))
 
     def taxonomy(self) -> Taxonomy:
-        rows, bad = [], 0
-        for n, row in self._rows():
-            try:
-                rows.append((_lineage_from_row(row, f"{self.spec} row {n + 2}"), _first(row, COMMON_COLUMNS)))
-            except TaxonomyError:
-                bad += 1
-        if bad:
-            logging.warning("taxonomy from %s: %d rows without a complete 7-rank lineage left out", self.spec, bad)
-        return Taxonomy.from_rows(rows)
+        """Streams the CSV (memory grows with the distinct species, not the rows)."""
+        bad = [0]
+        taxonomy = Taxonomy.from_rows(_catalog_lineages(self.spec, bad))
+        if bad[0]:
+            logging.warning("taxonomy from %s: %d rows without a complete 7-rank lineage left out", self.spec, bad[0])
+        return taxonomy
 
     def iter_shard(self, shard_index: int, num_shards: int) -> Iterator[RawSample]:
         for n, row in self._rows():

@@ -40,6 +40,8 @@ TEACHER_ALIASES: Dict[str, str] = {
     "bioclip-2": "hf-hub:imageomics/bioclip-2",
 }
 RANDOM_WEIGHTS = ("none", "random")
+AUTOCAST_DTYPES: Dict[str, Optional[torch.dtype]] = {"bf16": torch.bfloat16,
+                                                     "fp16": torch.float16, "off": None}
 # PIL's own default bomb limit (~89.5 MP); 10000x10000 photos are over it and get skipped.
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
 
@@ -75,6 +77,34 @@ def decode_and_resize(data: Optional[bytes], size: int,
     than max_pixels pixels (checked from the header, before any pixel is decoded).
     Thread-safe; PIL releases the GIL while decoding and resizing.
     """
+    return np.asarray(_decode_rgb(data, max_pixels).resize((size, size), Image.BICUBIC),
+                      dtype=np.uint8)
+
+
+def decode_views(data: Optional[bytes], size: int, key: str, views: Dict[str, object],
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Encoded photo -> (uint8 [V, size, size, 3], view_boxes int32 [V, 4], view_flips uint8 [V]).
+
+    View v is exactly: decoded RGB photo -> crop view_boxes[v] -> mirror if view_flips[v] ->
+    squash to size x size, PIL bicubic (docs/FORMATS.md section 1). View 0 is the whole photo,
+    so it equals decode_and_resize. Boxes come from formats.teacher_cache.sample_views (a
+    function of the key and the photo size). Raises SkipSample like decode_and_resize.
+    """
+    from formats.teacher_cache import sample_views
+    rgb = _decode_rgb(data, max_pixels)
+    boxes, flips = sample_views(key, rgb.height, rgb.width, views)
+    out = np.zeros((len(boxes), size, size, 3), np.uint8)
+    for v, ((y0, x0, y1, x1), flip) in enumerate(zip(boxes.tolist(), flips.tolist())):
+        view = rgb if v == 0 else rgb.crop((x0, y0, x1, y1))
+        if flip:
+            view = view.transpose(Image.FLIP_LEFT_RIGHT)
+        out[v] = np.asarray(view.resize((size, size), Image.BICUBIC), dtype=np.uint8)
+    return out, boxes, flips
+
+
+def _decode_rgb(data: Optional[bytes], max_pixels: int) -> Image.Image:
+    """The decoded photo as a PIL RGB image; SkipSample with the reason otherwise."""
     if not data:
         raise SkipSample("empty image file (0 bytes)")
     try:
@@ -86,14 +116,13 @@ def decode_and_resize(data: Optional[bytes], size: int,
                 raise SkipSample(f"image too large: {w}x{h} pixels > --max_image_pixels={max_pixels}")
             img.load()
             rgb = img.convert("RGB")
-            out = rgb.resize((size, size), Image.BICUBIC)
     except SkipSample:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise SkipSample(f"image too large (decompression-bomb guard): {e}")
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
         raise SkipSample(f"corrupt or undecodable image: {type(e).__name__}: {e}")
-    return np.asarray(out, dtype=np.uint8)
+    return rgb
 
 
 def _sha256_state(model: torch.nn.Module) -> str:
@@ -113,6 +142,9 @@ class Teacher:
 
     def __init__(self, model, tokenizer, teacher_id: str, pretrained: str,
                  checkpoint_sha256: str, real_weights: bool, device: str = "cpu"):
+        # autocast: the dtype of the image tower's forward on CUDA (None: float32). CPU runs
+        # always use float32 (set_device).
+        self.autocast: Optional[torch.dtype] = None
         self.model = model.eval().to(device)
         self.tokenizer = tokenizer
         self.teacher_id = teacher_id
@@ -140,6 +172,17 @@ class Teacher:
                 "checkpoint_sha256": self.checkpoint_sha256, "embed_dim": self.embed_dim,
                 "logit_scale": self.logit_scale, "real_weights": self.real_weights}
 
+    def set_device(self, device: str, autocast: str = "bf16") -> "Teacher":
+        """Moves the model to device ('cpu', 'cuda', 'cuda:N'). autocast: 'bf16' (default),
+        'fp16' or 'off'; it applies on CUDA only (the CPU path stays float32, as before)."""
+        if autocast not in AUTOCAST_DTYPES:
+            raise TeacherError(f"--autocast={autocast!r}: expected one of {sorted(AUTOCAST_DTYPES)}")
+        self.device = device
+        self.model = self.model.to(device)
+        self._mean, self._std = self._mean.to(device), self._std.to(device)
+        self.autocast = AUTOCAST_DTYPES[autocast] if device.startswith("cuda") else None
+        return self
+
     def normalize_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 [n, S, S, 3] -> float32 [n, 3, S, S], the same arithmetic as torchvision's
         ToTensor + Normalize, so the result matches open_clip's transform bit for bit."""
@@ -148,9 +191,14 @@ class Teacher:
 
     @torch.no_grad()
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
-        """uint8 [n, S, S, 3] -> float32 [n, D], L2-normalized image embeddings."""
-        x = self.normalize_pixels(pixels).to(self.device)
-        return F.normalize(self.model.encode_image(x).float(), dim=-1).cpu()
+        """uint8 [n, S, S, 3] -> float32 [n, D], L2-normalized image embeddings, on the
+        teacher's device. On CUDA the uint8 batch is copied (non-blocking from pinned memory)
+        and normalized on the GPU, and the forward runs under autocast (bf16 by default)."""
+        x = self.normalize_pixels(pixels.to(self.device, non_blocking=True))
+        with torch.autocast(device_type="cuda", dtype=self.autocast or torch.float32,
+                            enabled=self.autocast is not None):
+            emb = self.model.encode_image(x)
+        return F.normalize(emb.float(), dim=-1)
 
     @torch.no_grad()
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:

@@ -145,13 +145,21 @@ def view_targets(keys, images, base_emb, noise_rngs, species_bank, views, logit_
     emb[i, 0] = base_emb[i]
     for v in range(1, count):
       emb[i, v] = _unit(base_emb[i] + 0.3 * noise_rngs[i].normal(size=d))
-  logits = logit_scale * np.einsum("nvd,sd->nvs", emb, species_bank)
-  order = np.argsort(-logits, axis=2, kind="stable")[:, :, :topk]
+  k = min(topk, len(species_bank))
+  idx = np.zeros((n, count, k), np.int32)
+  top = np.zeros((n, count, k), np.float32)
+  lse = np.zeros((n, count), np.float32)
+  for s in range(0, n, 16):  # 16 rows at a time: [16, V, S] logits stay small at 454k species
+    logits = logit_scale * np.einsum("nvd,sd->nvs", emb[s:s + 16], species_bank)
+    order = np.argsort(-logits, axis=2, kind="stable")[:, :, :k]
+    idx[s:s + 16] = order
+    top[s:s + 16] = np.take_along_axis(logits, order, 2)
+    lse[s:s + 16] = cache_format.logsumexp(logits, axis=2)
   return {
       "teacher_embedding": emb,
-      "topk_species_indices": order.astype(np.int32),
-      "topk_species_logits": np.take_along_axis(logits, order, 2).astype(np.float32),
-      "teacher_logsumexp": cache_format.logsumexp(logits, axis=2).astype(np.float32),
+      "topk_species_indices": idx,
+      "topk_species_logits": top,
+      "teacher_logsumexp": lse,
       "view_boxes": boxes,
       "view_flips": flips,
   }

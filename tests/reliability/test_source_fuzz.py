@@ -138,7 +138,7 @@ def test_damaged_samples_are_skipped_and_rows_stay_aligned(teacher, plan, trunca
       assert tuple(taxon_index) == taxonomy.index_of(lineage)
       pixels = teachers.decode_and_resize(jpg, teacher.preprocessing.size)
       expect = teacher.encode_pixels(torch.from_numpy(np.array(pixels[None]))).numpy()[0]
-      np.testing.assert_allclose(emb, expect, atol=1e-5)
+      np.testing.assert_allclose(emb[0], expect, atol=1e-5)  # view 0 of [V=1, D]
     # Every sample that lies wholly before the truncation is accounted for exactly once:
     # good ones written, damaged ones skipped (with its key, printable).
     complete = [k for k, v in info.items() if v[3] <= kept]

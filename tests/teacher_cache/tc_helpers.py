@@ -53,7 +53,8 @@ def read_rows(cache_dir: str) -> Dict[str, np.ndarray]:
             out.setdefault("image", []).extend(
                 data[off[i]:off[i + 1]].tobytes() for i in range(len(off) - 1))
             for name in ("key", "taxon_index", "common_name", "teacher_embedding",
-                         "topk_species_indices", "topk_species_logits"):
+                         "topk_species_indices", "topk_species_logits", "teacher_logsumexp",
+                         "view_boxes", "view_flips"):
                 out.setdefault(name, []).append(z[name])
             skipped.extend(z["skipped_key"].tolist())
     rows = {k: (v if k == "image" else np.concatenate(v)) for k, v in out.items()}

@@ -35,7 +35,8 @@ def test_vit_b16_end_to_end_format(vit_full, wds_small, vit_teacher):
     wds_demo = wds_small
     out, log = vit_full
     m = manifest(out)
-    assert m["format_version"] == 1
+    assert m["format_version"] == 2
+    assert m["views"]["count"] == 2 and m["views"]["flip"] is True  # the CLI default
     assert m["teacher"]["id"] == "ViT-B-16" and m["teacher"]["embed_dim"] == 512
     assert m["teacher"]["real_weights"] is False
     assert m["teacher"]["logit_scale"] == pytest.approx(vit_teacher.logit_scale)
@@ -61,17 +62,41 @@ def test_vit_b16_end_to_end_format(vit_full, wds_small, vit_teacher):
             assert bank.tables[r].names[rows["taxon_index"][i, r]] == taxon_name(lineage, r)
         assert rows["common_name"][i] == catalog[key]["common_name"]
     emb = rows["teacher_embedding"]
-    assert emb.shape == (12, 512) and emb.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
-    # top-k equals a dense computation against the stored species text embeddings
-    dense = m["teacher"]["logit_scale"] * emb @ np.asarray(bank.species_embeddings).T
-    ref = np.argsort(-dense, axis=1, kind="stable")[:, :5]
+    assert emb.shape == (12, 2, 512) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=2), 1.0, rtol=1e-5)
+    # top-k and the logsumexp over ALL species equal a dense float64 computation against the
+    # stored species text embeddings, for every view
+    dense = m["teacher"]["logit_scale"] * np.einsum(
+        "nvd,sd->nvs", emb.astype(np.float64), np.asarray(bank.species_embeddings, np.float64))
+    ref = np.argsort(-dense, axis=2, kind="stable")[:, :, :5]
     np.testing.assert_array_equal(rows["topk_species_indices"], ref)
-    np.testing.assert_allclose(rows["topk_species_logits"], np.take_along_axis(dense, ref, 1), atol=1e-4)
-    # and the stored embedding is the teacher's embedding of that photo
-    from teacher_cache.teachers import decode_and_resize
-    px = torch.from_numpy(np.stack([decode_and_resize(b, 224) for b in rows["image"][:3]]))
-    np.testing.assert_allclose(vit_teacher.encode_pixels(px).numpy(), emb[:3], atol=1e-5)
+    np.testing.assert_allclose(rows["topk_species_logits"], np.take_along_axis(dense, ref, 2), atol=1e-4)
+    top = dense.max(axis=2, keepdims=True)
+    brute_lse = (top + np.log(np.exp(dense - top).sum(axis=2, keepdims=True)))[..., 0]
+    assert rows["teacher_logsumexp"].dtype == np.float32
+    np.testing.assert_allclose(rows["teacher_logsumexp"], brute_lse, rtol=1e-5, atol=1e-4)
+    # view 0 is the whole photo, unflipped; view 1 a crop inside the photo, stored with its flip
+    from PIL import Image
+    import io
+    sizes = [Image.open(io.BytesIO(b)).size for b in rows["image"]]
+    np.testing.assert_array_equal(rows["view_boxes"][:, 0], [[0, 0, h, w] for w, h in sizes])
+    assert not rows["view_flips"][:, 0].any() and rows["view_flips"].dtype == np.uint8
+    b1 = rows["view_boxes"][:, 1]
+    assert np.all((b1[:, 0] >= 0) & (b1[:, 0] < b1[:, 2]) & (b1[:, 1] >= 0) & (b1[:, 1] < b1[:, 3]))
+    assert not np.array_equal(b1, rows["view_boxes"][:, 0])
+    # and each stored embedding is the teacher's embedding of exactly that view's pixels: the
+    # decoded photo, cropped, mirrored, squashed to 224 bicubic (done here with PIL directly)
+    views = []
+    for i in range(3):
+        photo = Image.open(io.BytesIO(rows["image"][i])).convert("RGB")
+        for v in range(2):
+            y0, x0, y1, x1 = rows["view_boxes"][i, v].tolist()
+            img = photo.crop((x0, y0, x1, y1))
+            if rows["view_flips"][i, v]:
+                img = img.transpose(Image.FLIP_LEFT_RIGHT)
+            views.append(np.asarray(img.resize((224, 224), Image.BICUBIC)))
+    got = vit_teacher.encode_pixels(torch.from_numpy(np.stack(views))).numpy().reshape(3, 2, 512)
+    np.testing.assert_allclose(got, emb[:3], atol=1e-5)
     assert open(glob.glob(os.path.join(out, "skipped", "*.jsonl"))[0]).read() == ""
 
 
@@ -80,9 +105,9 @@ def _assert_same_rows(a_dir, b_dir, exact=True):
     assert a["key"].tolist() == b["key"].tolist(), "row order/keys differ"
     assert len(set(a["key"].tolist())) == len(a["key"]), "a row was written twice"
     assert a["image"] == b["image"]
-    for name in ("taxon_index", "common_name", "topk_species_indices"):
+    for name in ("taxon_index", "common_name", "topk_species_indices", "view_boxes", "view_flips"):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    for name in ("teacher_embedding", "topk_species_logits"):
+    for name in ("teacher_embedding", "topk_species_logits", "teacher_logsumexp"):
         if exact:
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
         else:

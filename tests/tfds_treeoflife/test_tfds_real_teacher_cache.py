@@ -30,7 +30,7 @@ def test_build_from_teacher_cache_output(tmp_path, run_module):
   bank = load_label_bank(builder.info.data_dir)
   splits = builder.info.splits
   assert sum(s.num_examples for s in splits.values()) == 24
-  assert builder.info.features["teacher_embedding"].shape == (bank.embed_dim,)
+  assert builder.info.features["teacher_embedding"].shape == (2, bank.embed_dim)  # V=2 views
   for rank in RANKS:
     assert builder.info.features[rank].names == bank.ranks[rank].names
   for split in splits:
@@ -40,7 +40,14 @@ def test_build_from_teacher_cache_output(tmp_path, run_module):
       for r in range(1, len(RANKS)):
         assert bank.ranks[RANKS[r]].parents[ex[RANKS[r]]] == ex[RANKS[r - 1]]
       # Zero-shot from the dataset's own bank reproduces the teacher's top-k.
-      logits = bank.logit_scale * bank.ranks["species"].text_embeddings @ ex["teacher_embedding"]
-      np.testing.assert_allclose(logits[ex["topk_species_indices"]], ex["topk_species_logits"],
-                                 rtol=1e-4, atol=1e-3)
-      assert np.all(np.diff(ex["topk_species_logits"]) <= 1e-6)  # highest first
+      for v in range(2):
+        logits = (bank.logit_scale * bank.ranks["species"].text_embeddings.astype(np.float64)
+                  @ ex["teacher_embedding"][v])
+        np.testing.assert_allclose(logits[ex["topk_species_indices"][v]],
+                                   ex["topk_species_logits"][v], rtol=1e-4, atol=1e-3)
+        assert np.all(np.diff(ex["topk_species_logits"][v]) <= 1e-6)  # highest first
+        top = logits.max()
+        np.testing.assert_allclose(ex["teacher_logsumexp"][v],
+                                   top + np.log(np.exp(logits - top).sum()), rtol=1e-5)
+      np.testing.assert_array_equal(ex["view_boxes"][0], [0, 0, 64, 64])
+      assert ex["view_flips"][0] == 0
