@@ -148,11 +148,15 @@ def taxon_logsumexp(outputs: StudentOutputs, bank: LabelBankTensors, rank: int,
 
 
 def log1mexp(a: tf.Tensor) -> tf.Tensor:
-  """log(1 - exp(a)) for a < 0, accurate at both ends (Maechler 2012); a >= 0 gives -inf-like
-  -1e30 (no mass left)."""
-  a = tf.minimum(a, -1e-30)
-  out = tf.where(a > -0.6931472, tf.math.log(-tf.math.expm1(a)), tf.math.log1p(-tf.exp(a)))
-  return tf.maximum(out, -1e30)
+  """log(1 - exp(a)) for a < 0, accurate at both ends (Maechler 2012). a is capped at -1e-7
+  (float32 cannot tell 1 - exp(a) from 0 closer to 0), so the value stays >= log(1e-7) and
+  the gradient finite. Each branch of the tf.where gets only inputs valid for it: the other
+  branch's infinite gradient would otherwise turn into NaN (0 * inf)."""
+  a = tf.minimum(a, -1e-7)
+  near_zero = a > -0.6931472
+  a_hi = tf.where(near_zero, a, -0.6931472)
+  a_lo = tf.where(near_zero, -0.6931472, a)
+  return tf.where(near_zero, tf.math.log(-tf.math.expm1(a_hi)), tf.math.log1p(-tf.exp(a_lo)))
 
 
 def teacher_probs(batch, temperature: float = 1.0, normalizer: str = "topk") -> tf.Tensor:

@@ -71,5 +71,15 @@ def float32_copy(model: keras.Model, custom_objects=None) -> keras.Model:
   config = _to_float32(json.loads(model.to_json()))
   with policy_scope("float32"), keras.utils.custom_object_scope(custom_objects or {}):
     copy = keras.models.model_from_json(json.dumps(config))
-  copy.set_weights(model.get_weights())
+  weights = model.get_weights()
+  if [w.shape for w in copy.get_weights()] != [w.shape for w in weights]:
+    raise ValueError("float32_copy: the rebuilt model's weights differ in shape or order")
+  copy.set_weights(weights)
+  # Guard: the copy computes what the mixed model computes (up to bfloat16 rounding).
+  shape = [2] + [int(d) for d in model.input_shape[1:]]
+  x = tf.random.stateless_uniform(shape, seed=[0, 1], maxval=255.0)
+  gap = float(tf.reduce_max(tf.abs(tf.cast(model(x, training=False), tf.float32)
+                                   - copy(x, training=False))))
+  if not gap < 0.1:
+    raise ValueError(f"float32_copy: the float32 copy's outputs differ by {gap} from the model's")
   return copy

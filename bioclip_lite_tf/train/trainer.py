@@ -281,8 +281,9 @@ class Trainer:
     own_dir = phase_dir(self.workdir, phase) if self.chief else os.path.join(self.private_root,
                                                                             phase)
     tf.io.gfile.makedirs(own_dir)
-    with quantization.quantize_scope():
-      model = precision.float32_copy(model)   # saved, validated and exported in float32
+    if result["precision"] != "float32":
+      with quantization.quantize_scope():
+        model = precision.float32_copy(model)   # saved, validated and exported in float32
     workdir_lib.save_model(model, os.path.join(own_dir, MODEL_FILE))
     result["validation"] = validation.evaluate(model, self._eval_dataset(), self.bank,
                                                self.data.bank.ancestors)

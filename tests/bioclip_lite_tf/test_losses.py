@@ -306,3 +306,16 @@ def test_other_bin_soft_label_equals_kl_of_full_softmaxes_coarsened_to_k_plus_1(
     losses.soft_label_distillation(
         losses.StudentOutputs(tf.constant(emb)),
         {k: v for k, v in batch.items() if k != "teacher_logsumexp"}, bank, 1.0, "full")
+
+
+def test_log1mexp_values_and_finite_gradients_near_zero():
+  a = tf.constant([-1e-9, -1e-6, -0.5, -0.7, -3.0, -40.0], tf.float32)
+  with tf.GradientTape() as tape:
+    tape.watch(a)
+    y = losses.log1mexp(a)
+    total = tf.reduce_sum(y)
+  g = tape.gradient(total, a).numpy()
+  want = np.log(-np.expm1(np.maximum(a.numpy().astype(np.float64), -1e300)))
+  np.testing.assert_allclose(y.numpy()[1:], want[1:], rtol=1e-4, atol=1e-12)
+  assert y.numpy()[0] == pytest.approx(np.log(1e-7), rel=1e-3)   # capped at -1e-7
+  assert np.all(np.isfinite(g)), g
