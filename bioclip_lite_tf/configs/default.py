@@ -20,6 +20,9 @@ def get_config(arg: str = "") -> ConfigDict:
       bn_momentum=0.99,      # BatchNorm moving-average momentum
       init="imagenet",       # 'imagenet' (tf_keras.applications weights, local file) | 'none'
       imagenet_weights="",   # explicit .h5 path; empty: look in the Keras cache
+      # 'auto': mixed_bfloat16 on GPU, float32 on CPU | 'mixed_bfloat16' | 'float32'
+      # (train/precision.py; the embedding and the losses stay float32, saved models float32)
+      mixed_precision="auto",
   )
   c.data = dict(
       name="tree_of_life_distill",
@@ -31,11 +34,18 @@ def get_config(arg: str = "") -> ConfigDict:
       max_eval_examples=50_000,  # 0: the whole eval split
   )
   c.batch_size = 1024          # global, across replicas
+  # The species head (logit_scale * embedding @ text.T over the label bank) is computed by the
+  # losses in chunks of this many species, forward and backward: memory O(B x chunk), never
+  # [B x S] (losses/common.py).
+  c.head = dict(chunk_size=8192)
   # Losses by name (bioclip_lite_tf.losses.LOSSES); weight 0 disables one.
   c.losses = dict(
       embedding=dict(weight=1.0),
-      soft_label=dict(weight=1.0, temperature=2.0),
-      hierarchical=dict(weight=0.5, teacher_weight=1.0, label_weight=1.0),
+      # normalizer 'full': the teacher's exact probabilities from the cached logsumexp and a
+      # K+1-th "other" bin (losses/soft_label.py); exact at temperature 1 only, which it needs.
+      # 'topk' (renormalized top-k) allows another temperature.
+      soft_label=dict(weight=1.0, temperature=1.0, normalizer="full"),
+      hierarchical=dict(weight=0.5, teacher_weight=1.0, label_weight=1.0, normalizer="full"),
       contrastive=dict(weight=0.1),
   )
   # One entry per phase: steps, peak learning rate (cosine decay after linear warmup), AdamW
@@ -54,6 +64,10 @@ def get_config(arg: str = "") -> ConfigDict:
   c.qat = dict(scheme="tfjs_per_tensor")  # or 'tflite_per_channel' (bioclip_lite_tf.optimize.quantization)
   c.checkpoint_every = 1_000
   c.log_every = 100
+  # Steps per tf.function call: the host reads nothing back between them (no per-step sync);
+  # logging and checkpoints happen at call boundaries (a call also ends at every log_every /
+  # checkpoint_every multiple).
+  c.steps_per_call = 100
   c.keep_checkpoints = 3
 
   if "runlocal" in switches:
@@ -77,4 +91,6 @@ def runlocal(c: ConfigDict) -> ConfigDict:
   c.prune.min_params = 0
   c.checkpoint_every = 3
   c.log_every = 1
+  c.head.chunk_size = 5  # several chunks even on a test's small bank
+  c.steps_per_call = 4   # > 1 so tests run the multi-step call (boundaries cut it to 1 here)
   return c

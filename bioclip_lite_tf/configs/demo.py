@@ -38,6 +38,7 @@ def get_config(arg: str = "") -> ConfigDict:
   c.prune.min_params = 1024
   c.checkpoint_every = 100
   c.log_every = 25
+  c.steps_per_call = 25
   if "runlocal" in (arg or "").split(","):
     default.runlocal(c)
   return c

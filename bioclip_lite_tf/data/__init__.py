@@ -5,4 +5,6 @@ from bioclip_lite_tf.data.discovery import (DATASET_NAME, DataError,  # noqa: F4
                                             read_teacher, split_sizes)
 from bioclip_lite_tf.data.examples import iter_examples, load_split, squash  # noqa: F401
 from bioclip_lite_tf.data.label_bank import LabelBankArrays, load_label_bank  # noqa: F401
-from bioclip_lite_tf.data.pipeline import DistillData, make_dataset, open_dataset  # noqa: F401
+from bioclip_lite_tf.data.decode import decode_photo  # noqa: F401
+from bioclip_lite_tf.data.pipeline import (DistillData, apply_view, choose_view,  # noqa: F401
+                                           make_dataset, open_dataset)

@@ -49,7 +49,8 @@ def iter_examples(dataset_dir: str, split: str, resolution: int, limit: Optional
   def prepare(ex):
     photo = squash(ex["image"][None], resolution)[0]
     labels = {"taxon": tf.stack([tf.cast(ex[r], tf.int32) for r in RANKS]),
-              # SHIM (dataset 2.0.0): view 0 only, see bioclip_lite_tf.data.pipeline.view0.
+              # View 0 (the whole photo, unflipped) of the [V, ...] teacher features, as
+              # evaluation always uses (training picks views in data.pipeline).
               "topk_species_indices": tf.cast(_view0(ex["topk_species_indices"]), tf.int32),
               "topk_species_logits": tf.cast(_view0(ex["topk_species_logits"]), tf.float32),
               "teacher_embedding": tf.cast(_view0(ex["teacher_embedding"]), tf.float32),

@@ -200,6 +200,18 @@ def _write_label_bank(inputs: _Inputs, staging: str, dtype: str, dims: int = 0
           "projection": meta.get("projection") is not None}
 
 
+def model_normalization(model) -> Dict[str, list]:
+  """{mean, std} of the exported graph's own input normalization layer (CLIP's for a student
+  trained from scratch, ImageNet's [-1, 1] for init='imagenet'; model.input_normalization)."""
+  from bioclip_lite_tf.model import NORMALIZATION_NAME
+  for layer in model.layers:
+    inner = getattr(layer, "layer", layer)   # a wrapped layer (QAT) holds the original
+    if layer.name == NORMALIZATION_NAME or inner.name == NORMALIZATION_NAME:
+      return {"mean": [float(m) for m in inner.mean], "std": [float(s) for s in inner.std]}
+  raise ExportInputError(f"the student has no {NORMALIZATION_NAME!r} layer; is it a "
+                         "bioclip_lite_tf student?")
+
+
 def _manifest(inputs: _Inputs, models: Dict[str, dict], label_bank: Optional[dict],
               workdir: str, phase: str) -> dict:
   teacher = inputs.teacher
@@ -209,7 +221,7 @@ def _manifest(inputs: _Inputs, models: Dict[str, dict], label_bank: Optional[dic
       "embed_dim": inputs.embed_dim,
       "resolution": inputs.resolution,
       "preprocessing": {"resize": "squash", "interpolation": "bicubic", "antialias": True,
-                        "mean": list(CLIP_MEAN), "std": list(CLIP_STD),
+                        **model_normalization(plain.model),
                         "input": "float32 0..255 NHWC, already resized",
                         "normalization": "inside the model"},
       "teacher": {"id": teacher.get("id", ""), "real_weights": teacher.get("real_weights"),

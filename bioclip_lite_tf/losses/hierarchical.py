@@ -6,36 +6,46 @@ from typing import Sequence
 
 from bioclip_lite_tf.keras import tf
 from bioclip_lite_tf.losses.common import (NUM_RANKS, LabelBankTensors, StudentOutputs,
-                                           rank_log_probs, teacher_topk_probs)
+                                           bank_logsumexp, logits_at, taxon_logsumexp,
+                                           teacher_probs)
 
 
 def hierarchical(outputs: StudentOutputs, batch, bank: LabelBankTensors,
                  teacher_weight: float = 1.0, label_weight: float = 1.0,
-                 rank_weights: Sequence[float] = ()) -> tf.Tensor:
+                 rank_weights: Sequence[float] = (), normalizer: str = "topk") -> tf.Tensor:
   """Cross-entropy at every rank, of the student's species distribution summed up the tree. [B].
 
-  For rank r, q_r = segment sums of softmax(species_logits) over the label bank's parent links.
-  Teacher term: -sum_k p_k log q_r[ancestor_r(idx_k)] with p = softmax(top-k logits), which is
-  the cross-entropy against the teacher's own rank distribution (its top-k mass summed the same
-  way). Label term: -log q_r[true row at r]. Mean over ranks (weighted by rank_weights if set).
+  For rank r, q_r[t] = sum of softmax(species logits) over the species of taxon t. Teacher term:
+  -sum_k p_k log q_r[ancestor_r(idx_k)], i.e. the cross-entropy against the teacher's top-k mass
+  summed to rank r; p is the top-k softmax (normalizer 'topk') or the exact probabilities
+  exp(l_k - teacher_logsumexp) (normalizer 'full': the teacher's mass outside its top K is left
+  out of this term, not spread over the K). Label term: -log q_r[true row at r]. Mean over
+  ranks (weighted by rank_weights if set).
+
+  Memory: only the K + 1 taxa each example needs are summed, chunk by chunk over species
+  (common.taxon_logsumexp): O(B x (K + 1) x chunk) per rank, never [B x S] per rank.
   """
   weights = list(rank_weights) or [1.0] * NUM_RANKS
   if len(weights) != NUM_RANKS:
     raise ValueError(f"hierarchical: rank_weights needs {NUM_RANKS} values, got {weights}")
-  species_log_q = tf.nn.log_softmax(outputs.species_logits, axis=-1)
-  teacher_p = teacher_topk_probs(batch)
+  topk = tf.convert_to_tensor(batch["topk_species_indices"], tf.int32)
+  labels = tf.convert_to_tensor(batch["labels"], tf.int32)
+  teacher_p = teacher_probs(batch, 1.0, normalizer)
+  lse = bank_logsumexp(outputs, bank)[:, None]
+  k = int(topk.shape[-1])
   total = 0.0
   for r in range(NUM_RANKS):
+    if not weights[r]:
+      continue
     if r == NUM_RANKS - 1:
-      log_q = species_log_q
+      log_q = logits_at(outputs, bank, tf.concat([topk, labels[:, r:r + 1]], axis=1)) - lse
     else:
-      log_q = rank_log_probs(species_log_q, bank.ancestors[r], bank.rank_sizes[r])
+      taxa = tf.concat([tf.gather(bank.ancestors[r], topk), labels[:, r:r + 1]], axis=1)
+      log_q = taxon_logsumexp(outputs, bank, r, taxa) - lse                  # [B, K + 1]
     term = 0.0
     if teacher_weight:
-      teacher_rows = tf.gather(bank.ancestors[r], batch["topk_species_indices"])   # [B, K]
-      term += teacher_weight * -tf.reduce_sum(
-          teacher_p * tf.gather(log_q, teacher_rows, batch_dims=1), axis=-1)
+      term += teacher_weight * -tf.reduce_sum(teacher_p * log_q[:, :k], axis=-1)
     if label_weight:
-      term += label_weight * -tf.gather(log_q, batch["labels"][:, r:r + 1], batch_dims=1)[:, 0]
+      term += label_weight * -log_q[:, k]
     total += weights[r] * term
   return total / float(sum(weights))

@@ -8,5 +8,6 @@ from bioclip_lite_tf.model.mobilenet_v3 import (BN_EPSILON, BN_MOMENTUM,  # noqa
                                                 EMBEDDING_NAME, INPUT_NAME, NORMALIZATION_NAME,
                                                 PREPROCESSING_NAME, PROJECTION_NAME, STUDENTS,
                                                 Architecture, Block, ModelConfigError,
-                                                build_student, make_divisible,
+                                                build_student, input_normalization,
+                                                make_divisible,
                                                 with_preprocessing)

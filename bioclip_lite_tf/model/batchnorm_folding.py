@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from bioclip_lite_tf.keras import keras
-from bioclip_lite_tf.model.mobilenet_v3 import build_student
+from bioclip_lite_tf.model.mobilenet_v3 import NORMALIZATION_NAME, build_student
 
 
 
@@ -20,8 +20,10 @@ def fold_batch_norms(model: keras.Model, config, embed_dim: int) -> keras.Model:
   gamma / sqrt(var + eps); the bias becomes beta - mean * gamma / sqrt(var + eps) (+ the scaled
   old bias). Zeros stay zeros, so a pruned model keeps its sparsity.
   """
-  folded = build_student(config, embed_dim, fold_batch_norm=True)
   source = {layer.name: layer for layer in model.layers}
+  norm = source.get(NORMALIZATION_NAME)
+  folded = build_student(config, embed_dim, fold_batch_norm=True,
+                         normalization=(norm.mean, norm.std) if norm is not None else None)
   for layer in folded.layers:
     if not layer.weights:
       continue

@@ -19,6 +19,10 @@ from bioclip_lite_tf.keras import keras, tf
 # BioCLIP's (OpenAI CLIP's) image normalization: applied to RGB in [0, 1].
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# What tf_keras.applications' MobileNetV3 ImageNet weights were trained on: x / 127.5 - 1 on RGB
+# 0..255 (its Rescaling(1/127.5, offset=-1) preprocessing), i.e. mean 0.5, std 0.5 on [0, 1].
+IMAGENET_MEAN = (0.5, 0.5, 0.5)
+IMAGENET_STD = (0.5, 0.5, 0.5)
 
 _PACKAGE = "bioclip_lite"
 

@@ -3,7 +3,8 @@
 Public contract (the export stage codes against it):
 
 - `build_student(config, embed_dim)` -> the CORE model. Input `image`: float32 [N, R, R, 3], RGB
-  0..255, already squashed to R x R. Inside: `clip_normalization` (one Mul + one Add), the
+  0..255, already squashed to R x R. Inside: `clip_normalization` (one Mul + one Add; the
+  layer keeps that name whatever it normalizes with, see `input_normalization`), the
   MobileNetV3 body with tf_keras.applications' layer names, `global_pool`, `Conv_2`, `projection`
   (Dense to D = embed_dim) and `embedding` (L2Normalize). Output float32 [N, D], unit rows.
 - `with_preprocessing(core, resolution)` -> model taking uint8 [N, H, W, 3] photos of any size,
@@ -114,6 +115,19 @@ EMBEDDING_NAME = "embedding"
 PREPROCESSING_NAME = "squash_resize"
 
 
+def input_normalization(config) -> Tuple[Tuple[float, ...], Tuple[float, ...], str]:
+  """(mean, std, name) of the in-graph input normalization for a model config.
+
+  The ImageNet weights expect x / 127.5 - 1 (tf_keras.applications' own preprocessing), so
+  init='imagenet' normalizes to [-1, 1]; a student trained from scratch (init='none') uses
+  BioCLIP's CLIP mean/std. Either way normalization is inside the model: the export takes RGB
+  0..255 and the manifest records which one (export/exporter.py).
+  """
+  if config_value(config, "init", "imagenet") == "imagenet":
+    return bl_layers.IMAGENET_MEAN, bl_layers.IMAGENET_STD, "imagenet [-1, 1] (x / 127.5 - 1)"
+  return bl_layers.CLIP_MEAN, bl_layers.CLIP_STD, "clip"
+
+
 def _activation(kind: str, name: str) -> keras.layers.Layer:
   if kind == "relu":
     return keras.layers.ReLU(name=name + "/relu")
@@ -183,7 +197,8 @@ def _inverted_residual(b: _Builder, x, block: Block, filters: int, block_id: int
   return x
 
 
-def build_student(config, embed_dim: int, fold_batch_norm: bool = False) -> keras.Model:
+def build_student(config, embed_dim: int, fold_batch_norm: bool = False,
+                  normalization=None) -> keras.Model:
   """Builds the core student (no weights loaded; see `initialize`).
 
   Args:
@@ -191,6 +206,8 @@ def build_student(config, embed_dim: int, fold_batch_norm: bool = False) -> kera
       bn_momentum; dict-like or attribute access).
     embed_dim: D, the teacher's embedding width (read from the dataset, never assumed).
     fold_batch_norm: build the BN-folded form used by QAT and export.
+    normalization: (mean, std) of the input normalization; None: `input_normalization(config)`
+      (ImageNet's [-1, 1] for init='imagenet', CLIP's otherwise).
   Returns:
     keras.Model `student_core`: float32 [N, R, R, 3] RGB 0..255 -> float32 [N, D] unit rows.
   """
@@ -210,7 +227,8 @@ def build_student(config, embed_dim: int, fold_batch_norm: bool = False) -> kera
 
   b = _Builder(fold_batch_norm, float(config_value(config, "bn_momentum", BN_MOMENTUM)))
   inputs = keras.Input((resolution, resolution, 3), dtype=tf.float32, name=INPUT_NAME)
-  x = bl_layers.PixelNormalization(name=NORMALIZATION_NAME)(inputs)
+  mean, std = normalization or input_normalization(config)[:2]
+  x = bl_layers.PixelNormalization(mean, std, name=NORMALIZATION_NAME)(inputs)
   x = b.conv(x, 16, 3, "Conv", strides=2)
   x = bl_layers.HardSwish(name="Conv/hard_swish")(x)
   for block_id, block in enumerate(arch.blocks):
@@ -227,7 +245,8 @@ def build_student(config, embed_dim: int, fold_batch_norm: bool = False) -> kera
   if dropout > 0:
     x = keras.layers.Dropout(dropout, name="dropout")(x)
   x = keras.layers.Dense(int(embed_dim), name=PROJECTION_NAME)(x)
-  outputs = bl_layers.L2Normalize(name=EMBEDDING_NAME)(x)
+  # float32 whatever the global dtype policy (mixed precision): the embedding the losses use.
+  outputs = bl_layers.L2Normalize(name=EMBEDDING_NAME, dtype="float32")(x)
   return keras.Model(inputs, outputs, name="student_core")
 
 

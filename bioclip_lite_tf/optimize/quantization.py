@@ -68,12 +68,16 @@ class PerTensorPrunePreserveQuantizer(_Quantizer):
     return result
 
   def __call__(self, inputs, training, weights, **kwargs):
+    # Mixed precision: the kernel is an AutoCastVariable read as bfloat16. Quantize its float32
+    # master value (the grid TF.js will compute) and hand the layer its compute dtype.
+    compute_dtype = inputs.dtype
+    inputs = tf.cast(getattr(inputs, "_variable", inputs), tf.float32)
     if self.preserve_sparsity:
-      inputs = inputs * weights["sparsity_mask"]
+      inputs = inputs * tf.cast(weights["sparsity_mask"], tf.float32)
     if training:
       weights["min_var"].assign(tf.minimum(tf.reduce_min(inputs), 0.0))
       weights["max_var"].assign(tf.maximum(tf.reduce_max(inputs), 0.0))
-    return fake_quant_per_tensor(inputs)
+    return tf.cast(fake_quant_per_tensor(inputs), compute_dtype)
 
   def get_config(self):
     return {"preserve_sparsity": self.preserve_sparsity}

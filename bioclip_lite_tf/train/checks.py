@@ -26,6 +26,18 @@ def check_config(config) -> None:
     if name not in losses_lib.LOSSES:
       raise UsageError(f"unknown loss {name!r} in config.losses; known: "
                        f"{sorted(losses_lib.LOSSES)}")
+  for name in ("soft_label", "hierarchical"):
+    params = config.losses.get(name, {})
+    normalizer = params.get("normalizer", "topk")
+    if normalizer not in ("full", "topk"):
+      raise UsageError(f"losses.{name}.normalizer={normalizer!r}: use 'full' or 'topk'")
+    if normalizer == "full" and float(params.get("temperature", 1.0)) != 1.0:
+      raise UsageError(
+          f"losses.{name}: normalizer='full' needs temperature 1 (got {params['temperature']}):"
+          " the cached teacher_logsumexp is the teacher's normalizer at T = 1 only; set "
+          f"losses.{name}.normalizer='topk' to train at another temperature")
+  if int(config.get("steps_per_call", 1)) < 1:
+    raise UsageError(f"steps_per_call must be >= 1, got {config.steps_per_call}")
   if config.qat.scheme not in quantization.SCHEMES:
     raise UsageError(f"unknown qat.scheme {config.qat.scheme!r}; known: "
                      f"{sorted(quantization.SCHEMES)}")

@@ -24,7 +24,7 @@ from bioclip_lite_tf import losses as losses_lib
 from bioclip_lite_tf import model as model_lib
 from bioclip_lite_tf.keras import keras, tf
 from bioclip_lite_tf.optimize import pruning, quantization
-from bioclip_lite_tf.train import validation
+from bioclip_lite_tf.train import precision, validation
 from bioclip_lite_tf.train import workdir as workdir_lib
 from bioclip_lite_tf.train.checks import UsageError, check_config, check_workdir
 from bioclip_lite_tf.train.distribute import barrier, is_chief, make_strategy
@@ -71,6 +71,7 @@ class Trainer:
     if self.global_batch % strategy.num_replicas_in_sync:
       raise UsageError(f"batch_size {self.global_batch} is not divisible by the "
                        f"{strategy.num_replicas_in_sync} replicas of --strategy")
+    self.policy = precision.resolve(str(config.model.get("mixed_precision", "float32")))
     bank = data.bank
     with strategy.scope():
       # Frozen zero-shot head: variables (not graph constants) so 454k x D stays out of graphs.
@@ -79,7 +80,8 @@ class Trainer:
                                               name="species_text_embeddings"),
           ancestors=tf.constant(bank.ancestors),
           rank_sizes=tuple(int(n) for n in bank.rank_sizes),
-          logit_scale=float(bank.logit_scale))
+          logit_scale=float(bank.logit_scale),
+          chunk_size=int(config.get("head", {}).get("chunk_size", 8192)))
 
   # -- models ---------------------------------------------------------------------------------
   def _build_phase_model(self, phase: str) -> keras.Model:
@@ -135,7 +137,10 @@ class Trainer:
     pcfg = self.config.phases[phase]
     steps = int(pcfg.steps)
     with self.strategy.scope():
-      model = self._build_phase_model(phase)
+      # tfmot's pruning wrapper fails under mixed_bfloat16 (its mask op multiplies a float32
+      # kernel by a bfloat16 mask: TypeError), so the prune phase always runs in float32.
+      with precision.policy_scope(self.policy if phase != "prune" else "float32"):
+        model = self._build_phase_model(phase)
       schedule = WarmupCosine(float(pcfg.learning_rate), int(pcfg.warmup_steps), steps)
       optimizer = keras.optimizers.AdamW(learning_rate=schedule,
                                          weight_decay=float(pcfg.weight_decay))
@@ -164,15 +169,15 @@ class Trainer:
     def step_fn(batch):
       with tf.GradientTape() as tape:
         embedding = model(batch["image"], training=True)
-        outputs = losses_lib.StudentOutputs(embedding, losses_lib.species_logits(embedding, bank))
+        # No [B, S] logits: the losses compute the species head in chunks (losses/common.py).
+        outputs = losses_lib.StudentOutputs(tf.cast(embedding, tf.float32))
         values = losses_lib.total_loss(outputs, batch, bank, loss_config, global_batch)
       variables = model.trainable_variables
       grads = tape.gradient(values["total"], variables)
       optimizer.apply_gradients(zip(grads, variables))
       return values
 
-    @tf.function
-    def train_step(iterator):
+    def one_step(iterator):
       for wrapper in prune_wrappers:
         # tfmot's UpdatePruningStep callback does this between batches; a custom loop must.
         wrapper.pruning_step.assign(step)
@@ -180,6 +185,15 @@ class Trainer:
       step.assign_add(1)
       return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
               for k, v in values.items()}
+
+    @tf.function
+    def train_step(iterator, num_steps):
+      """Runs num_steps (int32 scalar tensor, >= 1) steps in one call; returns the last
+      step's losses. No value leaves the device between the steps of one call."""
+      values = one_step(iterator)
+      for _ in tf.range(num_steps - 1):
+        values = one_step(iterator)
+      return values
 
     return train_step
 
@@ -201,17 +215,23 @@ class Trainer:
     t_steady, steady_steps = None, 0
     last = {}
     print(f"[train] {phase}: steps {state.start_step}..{steps}, global batch {self.global_batch}, "
-          f"{self.strategy.num_replicas_in_sync} replica(s)", flush=True)
-    while int(step.numpy()) < steps:
-      values = train_step(iterator)
-      current = int(step.numpy())
-      n_window += 1
+          f"{self.strategy.num_replicas_in_sync} replica(s), "
+          f"{'mixed_bfloat16' if precision.is_mixed(state.model) else 'float32'}", flush=True)
+    per_call = max(1, int(cfg.get("steps_per_call", 1)))
+    current = state.start_step   # host-side copy of `step`: read back only at call boundaries
+    while current < steps:
+      # A call ends at the next log / checkpoint boundary, so those happen between calls.
+      n = min(per_call, steps - current, log_every - current % log_every,
+              every - current % every)
+      values = train_step(iterator, tf.constant(n, tf.int32))
+      current += n
+      n_window += n
       if t_steady is None:
-        t_steady = time.time()   # after the first (tracing) step
+        t_steady = time.time()   # after the first (tracing) call
       else:
-        steady_steps += 1
+        steady_steps += n
       if current % log_every == 0 or current == steps:
-        last = {k: float(v.numpy()) for k, v in values.items()}
+        last = {k: float(v.numpy()) for k, v in values.items()}   # the one host sync per log
         rate = n_window * self.global_batch / max(time.time() - t_window, 1e-9)
         t_window, n_window = time.time(), 0
         parts = " ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "total")
@@ -224,6 +244,8 @@ class Trainer:
           tf.summary.scalar("photos_per_second", rate)
       if current % every == 0 and current < steps:
         manager.save(checkpoint_number=current)
+    if int(step.numpy()) != current:
+      raise RuntimeError(f"{phase}: step counter {int(step.numpy())} != {current} after the loop")
     manager.save(checkpoint_number=int(step.numpy()))
     steady = (steady_steps * self.global_batch / (time.time() - t_steady)
               if t_steady and steady_steps else None)
@@ -239,7 +261,8 @@ class Trainer:
               "seconds_this_run": round(loop.seconds, 2),
               "photos_per_second": (round(loop.steady_photos_per_second, 2)
                                     if loop.steady_photos_per_second else None),
-              "final_losses": loop.last_losses}
+              "final_losses": loop.last_losses,
+              "precision": "mixed_bfloat16" if precision.is_mixed(model) else "float32"}
     if phase == "prune":
       model = pruning.strip_and_apply_masks(model)
       result["pruned_layers"] = [l.layer.name for l in prune_wrappers]
@@ -258,6 +281,9 @@ class Trainer:
     own_dir = phase_dir(self.workdir, phase) if self.chief else os.path.join(self.private_root,
                                                                             phase)
     tf.io.gfile.makedirs(own_dir)
+    if result["precision"] != "float32":
+      with quantization.quantize_scope():
+        model = precision.float32_copy(model)   # saved, validated and exported in float32
     workdir_lib.save_model(model, os.path.join(own_dir, MODEL_FILE))
     result["validation"] = validation.evaluate(model, self._eval_dataset(), self.bank,
                                                self.data.bank.ancestors)

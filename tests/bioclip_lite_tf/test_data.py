@@ -1,4 +1,5 @@
 """The input pipeline on a real built tree_of_life_distill (made by the tests, D=24)."""
+import io
 import json
 import os
 
@@ -128,3 +129,63 @@ def test_training_decode_is_pils_decode():
   Image.fromarray(pixels.astype(np.uint8)).save(buf, format="PNG")
   np.testing.assert_array_equal(decode_photo(tf.constant(buf.getvalue())).numpy(),
                                 pixels.astype(np.uint8))
+
+
+def _raw_train_records(data):
+  raw = data.builder.as_dataset(split="train", shuffle_files=False,
+                                decoders={"image": tfds.decode.SkipDecoding()})
+  return [{k: v.numpy() for k, v in ex.items()} for ex in raw]
+
+
+def test_student_view_is_pixel_for_pixel_the_crop_the_teacher_embedded(data_dir):
+  # window 1 and one shard: no permutation, so training element i is record i of the shard.
+  # The reference is what the teacher does: PIL decode, PIL crop of the stored box, PIL
+  # left-right flip (and formats.teacher_cache.apply_view, the shared numpy reference).
+  from PIL import Image
+  from formats import teacher_cache as cache_format
+
+  data = data_lib.open_dataset(data_dir, DATA_CONFIG)
+  assert data.num_views == 2 and data.builder.info.splits["train"].num_shards == 1
+  raw = _raw_train_records(data)
+  n = len(raw)
+  ds = data_lib.make_dataset(data, "train", 24, 1, training=True, seed=5, shuffle_buffer=1)
+  seen_flipped = seen_crop = seen_whole = 0
+  views_by_epoch = []
+  for i, batch in enumerate(ds.take(2 * n)):
+    ex = raw[i % n]
+    v = int(batch["view"][0])
+    if i < n:
+      views_by_epoch.append(v)
+    elif v != views_by_epoch[i - n]:
+      views_by_epoch.append("changed")
+    box, flip = ex["view_boxes"][v], int(ex["view_flips"][v])
+    y0, x0, y1, x1 = (int(b) for b in box)
+    with Image.open(io.BytesIO(ex["image"])) as im:
+      pil = im.convert("RGB").crop((x0, y0, x1, y1))
+      if flip:
+        pil = pil.transpose(Image.FLIP_LEFT_RIGHT)
+      teacher_pixels = np.asarray(pil)
+    decoded = np.asarray(Image.open(io.BytesIO(ex["image"])).convert("RGB"))
+    np.testing.assert_array_equal(cache_format.apply_view(decoded, box, flip), teacher_pixels)
+    # The student's crop itself (before its resize), then the element it trains on.
+    student_pixels = data_lib.apply_view(data_lib.decode_photo(tf.constant(ex["image"])),
+                                         tf.constant(box), tf.constant(flip)).numpy()
+    np.testing.assert_array_equal(student_pixels, teacher_pixels)
+    np.testing.assert_array_equal(batch["image"][0].numpy(),
+                                  squash_resize(tf.constant(teacher_pixels), 24).numpy())
+    # That view's teacher targets.
+    np.testing.assert_array_equal(batch["teacher_embedding"][0].numpy(),
+                                  ex["teacher_embedding"][v])
+    np.testing.assert_array_equal(batch["topk_species_indices"][0].numpy(),
+                                  ex["topk_species_indices"][v])
+    np.testing.assert_array_equal(batch["teacher_logsumexp"][0].numpy(),
+                                  ex["teacher_logsumexp"][v])
+    seen_whole += v == 0
+    seen_crop += v > 0 and (y1 - y0, x1 - x0) != decoded.shape[:2]
+    seen_flipped += flip
+  assert seen_whole and seen_crop and seen_flipped, (seen_whole, seen_crop, seen_flipped)
+  assert "changed" in views_by_epoch   # epoch 1 draws other views than epoch 0
+  # Evaluation: always view 0, the whole photo.
+  for batch in data_lib.make_dataset(data, "validation", 24, 8, training=False):
+    assert np.all(batch["view"].numpy() == 0)
+

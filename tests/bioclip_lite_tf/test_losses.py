@@ -180,3 +180,142 @@ def test_total_loss_weights_and_registry():
   with pytest.raises(ValueError, match="unknown loss"):
     losses.total_loss(_outputs(emb, bank), batch, bank, {"nope": {}}, 2)
   assert set(losses.LOSSES) == {"embedding", "soft_label", "hierarchical", "contrastive"}
+
+
+# --- the chunked head and the K+1 "other" bin, against brute force over a small bank ------------
+
+def _random_tree(num_species, rng):
+  """ancestors [7, S] of a random tree (each taxon's parent is one taxon one rank up)."""
+  sizes = [2, 3, 4, 6, 8, 11, num_species]
+  anc = np.zeros((7, num_species), np.int32)
+  anc[6] = np.arange(num_species)
+  parents = {6: anc[6]}
+  child = rng.integers(0, sizes[5], num_species)
+  anc[5] = child
+  for r in range(4, -1, -1):
+    up = rng.integers(0, sizes[r], sizes[r + 1])     # parent at rank r of each taxon at r + 1
+    anc[r] = up[anc[r + 1]]
+  del parents
+  return anc, tuple(sizes)
+
+
+def _big_bank(chunk, num_species=37, dim=6, seed=3):
+  rng = np.random.default_rng(seed)
+  text = _unit(rng.normal(size=(num_species, dim)))
+  anc, sizes = _random_tree(num_species, rng)
+  return losses.LabelBankTensors(tf.constant(text), tf.constant(anc), sizes, 7.0,
+                                 chunk_size=chunk)
+
+
+def _np_full_probs(logits):
+  return np.exp(_log_softmax(logits, axis=-1))
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 16, 0])
+def test_chunked_head_values_and_gradients_equal_dense_and_brute_force(chunk):
+  bank = _big_bank(chunk)
+  rng = np.random.default_rng(4)
+  emb = _unit(rng.normal(size=(3, 6)))
+  text = bank.species_text_embeddings.numpy()
+  anc = bank.ancestors.numpy()
+  logits = 7.0 * emb.astype(np.float64) @ text.T.astype(np.float64)         # [3, 37]
+  # Full normalizer at T = 1 and 2, brute force.
+  for t in (1.0, 2.0):
+    got = losses.bank_logsumexp(losses.StudentOutputs(tf.constant(emb)), bank, t).numpy()
+    want = np.log(np.exp(logits / t).sum(axis=1))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+  # Taxon masses at every rank, including repeated taxa in one row.
+  for r in range(6):
+    taxa = rng.integers(0, bank.rank_sizes[r], (3, 5)).astype(np.int32)
+    taxa[:, 4] = taxa[:, 0]
+    got = losses.taxon_logsumexp(losses.StudentOutputs(tf.constant(emb)), bank, r, taxa).numpy()
+    for b in range(3):
+      for j in range(5):
+        members = anc[r] == taxa[b, j]
+        if members.any():
+          np.testing.assert_allclose(got[b, j], np.log(np.exp(logits[b, members]).sum()),
+                                     rtol=1e-5)
+        else:
+          assert got[b, j] <= -1e29
+  # Every loss: chunked (no [B, S] logits) == dense, values and gradients.
+  batch = {"topk_species_indices": np.stack([rng.permutation(37)[:4] for _ in range(3)]
+                                            ).astype(np.int32),
+           "topk_species_logits": rng.normal(size=(3, 4)).astype(np.float32) * 3,
+           "labels": anc[:, rng.integers(0, 37, 3)].T.astype(np.int32),
+           "teacher_embedding": _unit(rng.normal(size=(3, 6)))}
+  batch["teacher_logsumexp"] = (np.log(np.exp(batch["topk_species_logits"]).sum(1)) + 0.7
+                                ).astype(np.float32)
+  config = {"soft_label": {"temperature": 1.0, "normalizer": "full"},
+            "hierarchical": {"teacher_weight": 1.0, "label_weight": 0.5, "normalizer": "full"},
+            "embedding": {}, "contrastive": {}}
+  var = tf.Variable(emb)
+  results = {}
+  for mode in ("dense", "chunked"):
+    with tf.GradientTape() as tape:
+      out = (losses.StudentOutputs(var, losses.species_logits(var, bank)) if mode == "dense"
+             else losses.StudentOutputs(var))
+      values = losses.total_loss(out, batch, bank, config, global_batch_size=3)
+    results[mode] = ({k: v.numpy() for k, v in values.items()},
+                     tape.gradient(values["total"], var).numpy())
+  for k, v in results["dense"][0].items():
+    np.testing.assert_allclose(results["chunked"][0][k], v, rtol=1e-4, atol=1e-6, err_msg=k)
+  np.testing.assert_allclose(results["chunked"][1], results["dense"][1], rtol=1e-4, atol=1e-6)
+  assert np.abs(results["dense"][1]).sum() > 0
+
+
+def test_other_bin_soft_label_equals_kl_of_full_softmaxes_coarsened_to_k_plus_1():
+  # The teacher's logits over the WHOLE bank are known here; it caches its top K and the exact
+  # logsumexp, as teacher_cache format 2 does. Top K is the whole bank minus some rows.
+  bank = _big_bank(chunk=6, num_species=20)
+  rng = np.random.default_rng(5)
+  emb = _unit(rng.normal(size=(2, 6)))
+  text = bank.species_text_embeddings.numpy().astype(np.float64)
+  student_logits = 7.0 * emb @ text.T
+  teacher_all = rng.normal(size=(2, 20)) * 1.5
+  k = 15
+  top = np.argsort(-teacher_all, axis=1)[:, :k].astype(np.int32)
+  batch = {"topk_species_indices": top,
+           "topk_species_logits": np.take_along_axis(teacher_all, top, 1).astype(np.float32),
+           "teacher_logsumexp": np.log(np.exp(teacher_all).sum(1)).astype(np.float32)}
+  got = losses.soft_label_distillation(losses.StudentOutputs(tf.constant(emb)), batch, bank,
+                                       temperature=1.0, normalizer="full").numpy()
+  p_full, q_full = _np_full_probs(teacher_all), _np_full_probs(student_logits)
+  for b in range(2):
+    p = np.append(p_full[b, top[b]], 1 - p_full[b, top[b]].sum())
+    q = np.append(q_full[b, top[b]], 1 - q_full[b, top[b]].sum())
+    assert p[-1] > 1e-3   # the tail carries real mass here
+    np.testing.assert_allclose(got[b], np.sum(p * np.log(p / q)), rtol=1e-4)
+  # K = S: nothing outside the top K, the K+1 loss is the KL of the full softmaxes.
+  everything = np.argsort(-teacher_all, axis=1).astype(np.int32)
+  batch_all = {"topk_species_indices": everything,
+               "topk_species_logits": np.take_along_axis(teacher_all, everything, 1
+                                                         ).astype(np.float32),
+               "teacher_logsumexp": batch["teacher_logsumexp"]}
+  got_all = losses.soft_label_distillation(losses.StudentOutputs(tf.constant(emb)), batch_all,
+                                           bank, temperature=1.0, normalizer="full").numpy()
+  np.testing.assert_allclose(got_all, np.sum(p_full * np.log(p_full / q_full), axis=1),
+                             rtol=1e-4, atol=1e-6)
+  # The renormalized top-k target differs (it drops the tail mass).
+  renorm = losses.soft_label_distillation(losses.StudentOutputs(tf.constant(emb)), batch, bank,
+                                          temperature=1.0, normalizer="topk").numpy()
+  assert np.all(np.abs(renorm - got) > 1e-4)
+  with pytest.raises(ValueError, match="temperature 1"):
+    losses.soft_label_distillation(losses.StudentOutputs(tf.constant(emb)), batch, bank,
+                                   temperature=2.0, normalizer="full")
+  with pytest.raises(ValueError, match="teacher_logsumexp"):
+    losses.soft_label_distillation(
+        losses.StudentOutputs(tf.constant(emb)),
+        {k: v for k, v in batch.items() if k != "teacher_logsumexp"}, bank, 1.0, "full")
+
+
+def test_log1mexp_values_and_finite_gradients_near_zero():
+  a = tf.constant([-1e-9, -1e-6, -0.5, -0.7, -3.0, -40.0], tf.float32)
+  with tf.GradientTape() as tape:
+    tape.watch(a)
+    y = losses.log1mexp(a)
+    total = tf.reduce_sum(y)
+  g = tape.gradient(total, a).numpy()
+  want = np.log(-np.expm1(np.maximum(a.numpy().astype(np.float64), -1e300)))
+  np.testing.assert_allclose(y.numpy()[1:], want[1:], rtol=1e-4, atol=1e-12)
+  assert y.numpy()[0] == pytest.approx(np.log(1e-7), rel=1e-3)   # capped at -1e-7
+  assert np.all(np.isfinite(g)), g

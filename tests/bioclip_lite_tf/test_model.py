@@ -59,15 +59,25 @@ def test_imagenet_file_loads_by_name_and_computes_what_applications_computes(tmp
     if layer.weights and layer.name != "Logits":
       for a, b in zip(layer.get_weights(), core.get_layer(layer.name).get_weights()):
         np.testing.assert_array_equal(a, b)
-  # Same maths up to Conv_2: feed applications [-1, 1] inputs and the student the RGB values
-  # whose CLIP normalization gives those same numbers.
-  app_in = rng.uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
-  mean, std = np.array(bl_layers.CLIP_MEAN), np.array(bl_layers.CLIP_STD)
-  student_in = ((app_in * std + mean) * 255.0).astype(np.float32)
-  app_rgb = (app_in + 1.0) * 127.5
+  # Same maths up to Conv_2 on the SAME RGB 0..255 input: the ImageNet-initialised student
+  # normalizes as the applications model does (x / 127.5 - 1), not with CLIP's mean/std.
+  app_rgb = rng.uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
   ref_feat = keras.Model(reference.input, reference.get_layer("Conv_2").output)(app_rgb)
-  ours = keras.Model(core.input, core.get_layer("Conv_2").output)(student_in)
+  ours = keras.Model(core.input, core.get_layer("Conv_2").output)(app_rgb)
   np.testing.assert_allclose(ours.numpy(), ref_feat.numpy(), rtol=2e-3, atol=2e-3)
+  normalized = keras.Model(core.input, core.get_layer(model_lib.NORMALIZATION_NAME).output)
+  np.testing.assert_allclose(normalized(app_rgb).numpy(), app_rgb / 127.5 - 1.0, atol=1e-5)
+  # The BN-folded twin (QAT, export) keeps the normalization of the model it was folded from.
+  folded = model_lib.fold_batch_norms(core, _config(name=name, init="none"), EMBED_DIM)
+  assert folded.get_layer(model_lib.NORMALIZATION_NAME).mean == [0.5, 0.5, 0.5]
+
+
+def test_student_from_scratch_normalizes_with_clip_mean_std():
+  core = model_lib.build_student(_config(init="none"), EMBED_DIM)
+  x = np.random.default_rng(2).uniform(0, 255, (1, 64, 64, 3)).astype(np.float32)
+  normalized = keras.Model(core.input, core.get_layer(model_lib.NORMALIZATION_NAME).output)(x)
+  want = (x / 255.0 - np.array(bl_layers.CLIP_MEAN)) / np.array(bl_layers.CLIP_STD)
+  np.testing.assert_allclose(normalized.numpy(), want, rtol=1e-5, atol=1e-5)
 
 
 def test_missing_imagenet_weights_fail_naming_init_none(tmp_path, monkeypatch):

@@ -187,3 +187,68 @@ def test_bad_config_and_data_are_refused_in_process(tmp_path, data_dir):
     config_lib.apply_overrides(config, ["model.nope=1"])
   with pytest.raises(config_lib.ConfigError, match="is int"):
     config_lib.apply_overrides(config, ["batch_size='big'"])
+
+
+def _seconds_to_first_batch(trainer, start_step):
+  t0 = time.perf_counter()
+  iterator = trainer._train_iterator(start_step)
+  batch = next(iterator)
+  seconds = time.perf_counter() - t0
+  return seconds, batch
+
+
+def test_resume_cost_does_not_grow_with_the_step(data_dir):
+  # The trainer's own resumed input stream (what a restored checkpoint at `start_step` builds),
+  # timed from construction to the first batch. 536 training records, batch 8: step 20k is
+  # ~300 epochs in; re-reading the consumed records (the old resume) would take ~10x longer at
+  # 10x the step. Bound: 3x (timing noise on a shared machine), with the early resume also
+  # compared with a fresh start.
+  config = config_lib.load_config(f"{DEMO_CONFIG}:runlocal")
+  data = data_lib.open_dataset(data_dir, config.data)
+  trainer = train.Trainer(config, "/nonexistent-workdir", data, tf.distribute.get_strategy())
+  _seconds_to_first_batch(trainer, 0)   # warm-up: graph building, file cache
+  fresh, _ = _seconds_to_first_batch(trainer, 0)
+  early, _ = _seconds_to_first_batch(trainer, 2_000)
+  late, _ = _seconds_to_first_batch(trainer, 20_000)
+  assert late < 3.0 * max(early, fresh, 0.05), (fresh, early, late)
+
+
+def test_resumed_trainer_stream_equals_the_uninterrupted_one(data_dir):
+  # Seek, not replay: the batch at step s of a fresh stream is the first batch of a stream
+  # resumed at s, across epoch boundaries (536 records, batch 8: step 70 is in epoch 2).
+  config = config_lib.load_config(f"{DEMO_CONFIG}:runlocal")
+  data = data_lib.open_dataset(data_dir, config.data)
+  trainer = train.Trainer(config, "/nonexistent-workdir", data, tf.distribute.get_strategy())
+  fresh = trainer._train_iterator(0)
+  batches = [next(fresh)["teacher_embedding"].numpy() for _ in range(150)]
+  for s in (1, 66, 67, 70, 133, 149):
+    _, resumed = _seconds_to_first_batch(trainer, s)
+    np.testing.assert_array_equal(resumed["teacher_embedding"].numpy(), batches[s], err_msg=s)
+
+
+def test_mixed_bfloat16_float_and_qat_steps_on_cpu_save_float32_models(tmp_path, data_dir):
+  # TF's CPU kernels run bfloat16 convolutions, so mixed precision is checked here: float and
+  # QAT phases train under mixed_bfloat16 (prune runs float32: tfmot's pruning wrapper fails
+  # under it), the losses stay finite, and every saved model computes in float32.
+  config = config_lib.apply_overrides(config_lib.load_config(f"{DEMO_CONFIG}:runlocal"), [
+      "model.mixed_precision='mixed_bfloat16'", "phases.float.steps=2", "phases.prune.steps=1",
+      "phases.qat.steps=2"])
+  workdir = str(tmp_path / "work")
+  summary = train.run(config, workdir, data_dir)
+  phases = summary["phases"]
+  assert [phases[p]["precision"] for p in train.PHASES] == ["mixed_bfloat16", "float32",
+                                                             "mixed_bfloat16"]
+  for result in phases.values():
+    assert all(np.isfinite(v) for v in result["final_losses"].values()), result
+  x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+  for phase in train.PHASES:
+    model = train.load_phase_model(workdir, phase)
+    policies = {l.dtype_policy.name for l in model.layers if hasattr(l, "dtype_policy")}
+    assert policies == {"float32"}, (phase, policies)
+    out = model(x, training=False)
+    assert out.dtype == tf.float32
+  # QAT's fake-quantized weights are still on TF.js's uint8 grid (quantized from the float32
+  # master weights, not from their bfloat16 reads).
+  for name, w in quantization.quantized_weights(train.load_phase_model(workdir, "qat")).items():
+    _, scale = tfjs_grid.per_tensor_grid(w)
+    assert np.abs(tfjs_grid.tfjs_round_trip(w).astype(np.float64) - w).max() <= 1e-4 * scale
