@@ -67,38 +67,43 @@ sys.path.insert(0, REPO)
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("num_species", 454_103, "Species in the generated label bank.")
-flags.DEFINE_integer("num_rows", 50_000, "Generated photos (teacher cache rows).")
-flags.DEFINE_integer("num_workers", 8, "teacher_cache worker shards started at once.")
-flags.DEFINE_integer("photo_size", 64, "Side of the generated JPEGs (the tiny teacher's input).")
-flags.DEFINE_integer("seed", 0, "Seed of everything generated.")
-flags.DEFINE_integer("train_steps", 200, "Training steps of the float phase.")
-flags.DEFINE_list("kill_steps", ["50", "100", "150"], "SIGKILL the training run once it logs "
-                  "each of these steps, then resume it.")
-flags.DEFINE_integer("checkpoint_every", 10, "Training checkpoint interval (steps).")
-flags.DEFINE_integer("train_batch_size", 8, "Global training batch size (runlocal's).")
-flags.DEFINE_float("train_alpha", 1.0, "MobileNetV3 width (the default architecture: 1.0).")
-flags.DEFINE_string("train_model", "mobilenet_v3_large", "Student architecture (default: "
-                    "configs/default.py's).")
-flags.DEFINE_integer("teacher_batch_size", 64, "Photos per teacher forward pass.")
-flags.DEFINE_string("teacher", "bioclip-lite-test-tiny", "Teacher of the cache workers (random "
-                    "weights, --pretrained=none).")
-flags.DEFINE_list("stages", ["generate", "teacher_cache", "tfds", "train", "export"],
-                  "Stages to run, in order.")
-flags.DEFINE_string("work_dir", os.path.join(REPO, "runs", "scale_sim"), "Scratch root; each "
-                    "(num_species, num_rows, num_workers) gets its own folder.")
-flags.DEFINE_string("out", os.path.join(REPO, "bench", "results", "scale.json"),
-                    "Where to write the JSON result.")
-flags.DEFINE_bool("force", False, "Redo every stage except generate.")
-flags.DEFINE_list("redo", [], "Redo these stages (and the ones after them) even if complete.")
-flags.DEFINE_bool("force_generate", False, "Regenerate the source and label bank too.")
-flags.DEFINE_float("poll_seconds", 0.1, "RSS / progress polling interval.")
-flags.DEFINE_integer("timeout_generate", 600, "Seconds.")
-flags.DEFINE_integer("timeout_teacher_cache", 900, "Seconds.")
-flags.DEFINE_integer("timeout_tfds", 600, "Seconds.")
-flags.DEFINE_integer("timeout_train_segment", 480, "Seconds per training run (fresh or resume).")
-flags.DEFINE_integer("timeout_export", 600, "Seconds.")
-flags.DEFINE_string("run_stage", "", "Internal: run one in-process stage (generate) and exit.")
+
+
+def define_flags():
+  """The CLI's flags (defined only when run as a script, so tests can import the module)."""
+  flags.DEFINE_integer("num_species", 454_103, "Species in the generated label bank.")
+  flags.DEFINE_integer("num_rows", 50_000, "Generated photos (teacher cache rows).")
+  flags.DEFINE_integer("num_workers", 8, "teacher_cache worker shards started at once.")
+  flags.DEFINE_integer("photo_size", 64, "Side of the generated JPEGs (the tiny teacher's input).")
+  flags.DEFINE_integer("seed", 0, "Seed of everything generated.")
+  flags.DEFINE_integer("train_steps", 200, "Training steps of the float phase.")
+  flags.DEFINE_list("kill_steps", ["50", "100", "150"], "SIGKILL the training run once it logs "
+                    "each of these steps, then resume it.")
+  flags.DEFINE_integer("checkpoint_every", 10, "Training checkpoint interval (steps).")
+  flags.DEFINE_integer("train_batch_size", 8, "Global training batch size (runlocal's).")
+  flags.DEFINE_float("train_alpha", 1.0, "MobileNetV3 width (the default architecture: 1.0).")
+  flags.DEFINE_string("train_model", "mobilenet_v3_large", "Student architecture (default: "
+                      "configs/default.py's).")
+  flags.DEFINE_integer("teacher_batch_size", 64, "Photos per teacher forward pass.")
+  flags.DEFINE_string("teacher", "bioclip-lite-test-tiny", "Teacher of the cache workers (random "
+                      "weights, --pretrained=none).")
+  flags.DEFINE_list("stages", ["generate", "teacher_cache", "tfds", "train", "export"],
+                    "Stages to run, in order.")
+  flags.DEFINE_string("work_dir", os.path.join(REPO, "runs", "scale_sim"), "Scratch root; each "
+                      "(num_species, num_rows, num_workers) gets its own folder.")
+  flags.DEFINE_string("out", os.path.join(REPO, "bench", "results", "scale.json"),
+                      "Where to write the JSON result.")
+  flags.DEFINE_bool("force", False, "Redo every stage except generate.")
+  flags.DEFINE_list("redo", [], "Redo these stages (and the ones after them) even if complete.")
+  flags.DEFINE_bool("force_generate", False, "Regenerate the source and label bank too.")
+  flags.DEFINE_float("poll_seconds", 0.1, "RSS / progress polling interval.")
+  flags.DEFINE_integer("timeout_generate", 600, "Seconds.")
+  flags.DEFINE_integer("timeout_teacher_cache", 900, "Seconds.")
+  flags.DEFINE_integer("timeout_tfds", 600, "Seconds.")
+  flags.DEFINE_integer("timeout_train_segment", 480, "Seconds per training run (fresh or resume).")
+  flags.DEFINE_integer("timeout_export", 600, "Seconds.")
+  flags.DEFINE_string("run_stage", "", "Internal: run one in-process stage (generate) and exit.")
+
 
 STAGES = ("generate", "teacher_cache", "tfds", "train", "export")
 RSS_GOAL_BYTES = 4 * 1024 ** 3
@@ -759,4 +764,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
