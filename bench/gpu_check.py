@@ -213,13 +213,17 @@ def student_figures(result: dict) -> dict:
   del bank_np
   labels = anc[:, rng.integers(0, s, b)].T.astype(np.int32)
   temb = rng.standard_normal((b, d)).astype(np.float32)
+  topk_logits = np.sort(rng.normal(20, 3, (b, k)))[:, ::-1].astype(np.float32)
+  # the whole bank's normalizer (cache format 2): the top-k plus s - k species at logit ~10
+  top_lse = np.log(np.exp(topk_logits - topk_logits[:, :1]).sum(1)) + topk_logits[:, 0]
+  lse = np.logaddexp(top_lse, 10.0 + np.log(max(s - k, 1))).astype(np.float32)
   batch = {
       "image": tf.constant(rng.uniform(0, 255, (b, FLAGS.student_res, FLAGS.student_res, 3))
                            .astype(np.float32)),
       "teacher_embedding": tf.constant(temb / np.linalg.norm(temb, axis=1, keepdims=True)),
       "topk_species_indices": tf.constant(rng.integers(0, s, (b, k)).astype(np.int32)),
-      "topk_species_logits": tf.constant(np.sort(rng.normal(20, 3, (b, k)))[:, ::-1].copy()
-                                         .astype(np.float32)),
+      "topk_species_logits": tf.constant(topk_logits.copy()),
+      "teacher_logsumexp": tf.constant(lse),
       "labels": tf.constant(labels)}
   out = {"resolution": FLAGS.student_res, "batch": b, "tf_function": not FLAGS.eager, "num_species": s, "embed_dim": d,
          "model": f"{cfg.model.name} alpha {cfg.model.alpha}",
