@@ -14,6 +14,7 @@ from bioclip_lite_tf import data as data_lib
 from bioclip_lite_tf.testing import synthetic
 from bioclip_lite_tf.config import ConfigDict
 from bioclip_lite_tf.keras import tf
+from bioclip_lite_tf.model.layers import squash_resize
 
 DATA_CONFIG = ConfigDict(name="tree_of_life_distill", builder_config="", train_split="train",
                          eval_split="validation", shuffle_buffer=32, seed=0, max_eval_examples=0)
