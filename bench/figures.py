@@ -191,6 +191,31 @@ def _demo(src: Sources) -> dict:
   return src.load(DEMO_SNAPSHOT)
 
 
+@figure("demo-compression")
+def render_demo_compression(src: Sources) -> str:
+  """Root README: what each compression step costs, and the hierarchical metrics, of the demo."""
+  r = _demo(src)["report"]
+  steps = r.get("compression_steps", {})
+  rows = ["| step | species top-1 agreement with the teacher | top-5 | embedding cosine mean | p5 |",
+          "|---|---|---|---|---|"]
+  for name in ("float", "pruned", "qat", "tfjs", "tflite_int8"):
+    st = steps.get(name) or {}
+    rows.append(f"| {name} | {fixed(st.get('species_top1_agreement'), 3)} | "
+                f"{fixed(st.get('species_top5_agreement'), 3)} | "
+                f"{fixed(st.get('embedding_cosine_mean'), 4)} | "
+                f"{fixed(st.get('embedding_cosine_p5'), 4)} |")
+  h = r.get("hierarchy", {})
+  curve = r.get("abstention", {}).get("curve") or []
+  rows += ["", f"Against the true labels (exported student): mistake severity "
+           f"{fixed(h.get('mistake_severity'), 2)} over {h.get('mistakes')} top-1 mistakes, "
+           f"hierarchical distance@1 {fixed(h.get('hdist_at_1'), 2)}, @5 "
+           f"{fixed(h.get('hdist_at_5'), 2)} (LCA height, 0 = same species .. 7 = other kingdom); "
+           f"`best` answers at most {fixed(max([c.get('answered_share') or 0 for c in curve] or [0]), 3)} "
+           "of photos at any threshold of `abstention.curve` (it abstains below the species "
+           "similarity floor)."]
+  return "\n".join(rows)
+
+
 @figure("demo-report")
 def render_demo_report(src: Sources) -> str:
   r = _demo(src)["report"]
