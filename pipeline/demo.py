@@ -24,6 +24,10 @@ from formats import atomic
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out_dir", "runs/demo", "Where every output of the demo goes.")
+flags.DEFINE_integer("views", 1, "Teacher views per photo in the demo's cache. 1 (the whole "
+                     "photo) keeps `make demo` within 15 minutes on 2 cores: every extra view "
+                     "costs another teacher forward per photo (V=1 against V=2: "
+                     "bench/results/teacher_cache.json); the tests cover V=2.")
 flags.DEFINE_bool("force", False, "Delete out_dir first and redo every stage.")
 flags.DEFINE_list("only", [], "Run only these stages (names as printed), e.g. 'export,evaluate'.")
 flags.DEFINE_string("teacher", "ViT-B-16", "open_clip teacher for the cache. The demo has no "
@@ -60,7 +64,7 @@ STAGES = [
     Stage("teacher_cache", "BioCLIP-architecture teacher: embeddings, top-k logits, label bank",
           lambda o: ["teacher_cache", f"--source={_p(o, 'data')}/shard-*.tar",
                      f"--out_dir={_p(o, 'teacher_cache')}", f"--teacher={FLAGS.teacher}",
-                     f"--pretrained={FLAGS.pretrained}"]),
+                     f"--pretrained={FLAGS.pretrained}", f"--views={FLAGS.views}"]),
     Stage("tfds_build", "TFDS dataset tree_of_life_distill from the cache",
           lambda o: ["tfds_treeoflife.build", f"--cache_dir={_p(o, 'teacher_cache')}",
                      f"--data_dir={_p(o, 'tfds')}"]),
