@@ -35,9 +35,11 @@ def get_config(arg: str = "") -> ConfigDict:
   )
   c.batch_size = 1024          # global, across replicas
   # The species head (logit_scale * embedding @ text.T over the label bank) is computed by the
-  # losses in chunks of this many species, forward and backward: memory O(B x chunk), never
-  # [B x S] (losses/common.py).
-  c.head = dict(chunk_size=8192)
+  # losses in chunks of this many species, forward and backward, all ranks in one pass: memory
+  # O(B x chunk + B x taxa above species), never [B x S] (losses/common.py). 65536: as fast as
+  # the dense head at 454k species, B 8 and 64 (bench/results/head.json; 8192 is ~20% slower
+  # at B 64); <= 0 or >= S: one chunk, the [B, S] logits kept for the backward.
+  c.head = dict(chunk_size=65536)
   # Losses by name (bioclip_lite_tf.losses.LOSSES); weight 0 disables one.
   c.losses = dict(
       embedding=dict(weight=1.0),

@@ -2,14 +2,20 @@
 species -> rank sums and the teacher's distribution (losses/__init__.py describes the loss
 signature and the batch).
 
-The species head at scale: with S = 454k species the logits [B, S] are never held whole.
-`bank_logsumexp` (the softmax normalizer over all species) and `taxon_logsumexp` (log of the
-summed exp-logits of the species of given taxa, for the hierarchical loss) loop over chunks of
-`chunk_size` species (tf.while_loop) with an online max/sum, and their gradient is a second
-chunked loop (tf.custom_gradient) that recomputes each chunk's logits: memory O(B x chunk x J),
-J the number of taxa asked for per example, whatever S. A StudentOutputs built WITH dense
-`species_logits` (tests, small banks) takes the dense path instead; both compute the same
-values (tests/bioclip_lite_tf/test_losses.py checks them against each other and numpy).
+The species head at scale: with S = 454k species the logits [B, S] are not held whole (unless
+the bank's chunk_size >= S). `bank_logsumexp` (the softmax normalizer over all species) and
+`taxon_logsumexp` (log of the summed exp-logits of the species of given taxa, for the
+hierarchical loss) read tables that ONE fused pass (`_head_tables`, tf.while_loop over chunks of
+`chunk_size` species) computes for the normalizer and every rank above species at once: each
+chunk's logits [chunk, B] are formed once and folded into per-taxon running max / sum
+accumulators [N_rank, B] with unsorted segment ops; the gradient (tf.custom_gradient) is a
+second chunked loop that recomputes each chunk's logits once for all ranks. Cost: three
+S x D x B matmuls a step (the dense head and a single chunk: two) whatever the number of ranks;
+memory O(B x chunk + B x sum of the rank sizes above species) (~91.5k taxa for the 454k
+bank), whatever S. With a single chunk (chunk_size <= 0 or >= S) the forward's [B, S] logits
+are kept for the backward instead of recomputed. A StudentOutputs built WITH dense `species_logits`
+(tests, small banks) takes the dense path instead; both compute the same values
+(tests/bioclip_lite_tf/test_losses.py checks them against each other and numpy).
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ class LabelBankTensors:
   ancestors: tf.Tensor
   rank_sizes: Sequence[int]
   logit_scale: float
-  chunk_size: int = 8192      # species per chunk of the chunked head (<= 0: one chunk)
+  chunk_size: int = 65536     # species per chunk of the chunked head (<= 0: one chunk)
 
 
 @dataclasses.dataclass
@@ -61,57 +67,119 @@ def _chunking(bank: LabelBankTensors):
   return num_species, chunk, -(-num_species // chunk)
 
 
-def _grouped_logsumexp(embedding, text, scale: float, groups, targets, chunk: int,
-                       num_chunks: int):
-  """out[b, j] = log sum_{s: groups[s] == targets[b, j]} exp(scale * e_b . text_s), over chunks.
+_FLOOR = -1e30
 
-  targets[b, j] < 0 means every species (the full normalizer). embedding float32 [B, D], text
-  float32 [S, D] (frozen: no gradient), groups int32 [S], targets int32 [B, J]. A target with no
-  species gets -1e30 (finite, so no NaN reaches gradients).
+
+def _head_tables(embedding, text, scale: float, groupings, sizes, chunk: int, num_chunks: int):
+  """Every table of the head in ONE pass over the species, chunk by chunk.
+
+  Returns (normalizer float32 [B], then one float32 [B, N_g] per grouping g), where
+  normalizer[b] = log sum_s exp(scale * e_b . text_s) and
+  table_g[b, n] = log sum_{s: groupings[g][s] == n} exp(scale * e_b . text_s);
+  groupings: int32 [S] tensors (taxon of each species at a rank), sizes: their N_g. An empty
+  taxon gets -1e30 (finite, so no NaN reaches gradients). text is frozen (no gradient).
+
+  Each chunk's logits [c, B] are computed once for the normalizer and all the groupings (an
+  online max per taxon: tf.math.unsorted_segment_max / _sum into [N_g, B] accumulators), so the
+  forward costs one S x D x B matmul whatever the number of ranks, and the backward two (the
+  chunk's logits recomputed, then their gradient times the chunk's rows). Memory:
+  O(B x chunk + B x sum N_g); with a single chunk (chunk >= S) the [B, S] logits of the forward
+  are kept for the backward instead of recomputed.
   """
   text = tf.stop_gradient(tf.convert_to_tensor(text))
+  groupings = [tf.convert_to_tensor(g, tf.int32) for g in groupings]
+  sizes = [int(n) for n in sizes]
   batch = tf.shape(embedding)[0]
-  width = tf.shape(targets)[1]
-  floor = tf.constant(-1e30, tf.float32)
 
-  def chunk_parts(e, i):
-    start = i * chunk
+  def chunk_logits(e, start):
     rows = text[start:start + chunk]                                          # [c, D]
-    logits = scale * tf.matmul(e, rows, transpose_b=True)                     # [B, c]
-    g = groups[start:start + chunk]
-    mask = tf.logical_or(tf.equal(targets[:, :, None], g[None, None, :]),
-                         targets[:, :, None] < 0)                             # [B, J, c]
-    return rows, logits, mask
+    return rows, scale * tf.matmul(rows, e, transpose_b=True)                 # [c, B]
+
+  def accumulate(logits, start, peaks, totals):
+    """One chunk into the running (peak, total) of the normalizer and every grouping."""
+    new_peaks, new_totals = [], []
+    for g in range(len(sizes) + 1):
+      if g == 0:
+        cmax = tf.reduce_max(logits, axis=0, keepdims=True)                  # [1, B]
+      else:
+        seg = groupings[g - 1][start:start + chunk]
+        cmax = tf.math.unsorted_segment_max(logits, seg, sizes[g - 1])       # [N_g, B]
+      peak = tf.maximum(peaks[g], cmax) if peaks is not None else tf.maximum(cmax, _FLOOR)
+      if g == 0:
+        summed = tf.reduce_sum(tf.exp(logits - peak), axis=0, keepdims=True)
+      else:
+        summed = tf.math.unsorted_segment_sum(tf.exp(logits - tf.gather(peak, seg)), seg,
+                                              sizes[g - 1])
+      new_peaks.append(peak)
+      new_totals.append(summed if totals is None
+                        else totals[g] * tf.exp(peaks[g] - peak) + summed)
+    return new_peaks, new_totals
 
   @tf.custom_gradient
   def fn(e):
-    def body(i, peak, total):
-      _, logits, mask = chunk_parts(e, i)
-      wide = tf.where(mask, logits[:, None, :], floor)
-      new_peak = tf.maximum(peak, tf.reduce_max(wide, axis=-1))
-      summed = tf.reduce_sum(tf.where(mask, tf.exp(wide - new_peak[:, :, None]), 0.0), axis=-1)
-      return i + 1, new_peak, total * tf.exp(peak - new_peak) + summed
+    saved = None
+    if num_chunks == 1:
+      _, saved = chunk_logits(e, 0)
+      peaks, totals = accumulate(saved, 0, None, None)
+    else:
+      shapes = [1] + sizes
+      init_p = [tf.fill(tf.stack([n, batch]), tf.constant(_FLOOR, tf.float32)) for n in shapes]
+      init_t = [tf.zeros(tf.stack([n, batch]), tf.float32) for n in shapes]
 
-    zeros = tf.zeros(tf.stack([batch, width]), tf.float32)
-    _, peak, total = tf.while_loop(
-        lambda i, *_: i < num_chunks, body, (tf.constant(0), zeros + floor, zeros),
-        parallel_iterations=1)
-    out = tf.where(total > 0, peak + tf.math.log(tf.maximum(total, 1e-30)), floor)
+      def body(i, peaks, totals):
+        start = i * chunk
+        _, logits = chunk_logits(e, start)
+        new_p, new_t = accumulate(logits, start, peaks, totals)
+        return i + 1, new_p, new_t
 
-    def grad(upstream):
+      _, peaks, totals = tf.while_loop(lambda i, *_: i < num_chunks, body,
+                                       (tf.constant(0), init_p, init_t), parallel_iterations=1)
+    tables = [tf.where(t > 0, p + tf.math.log(tf.maximum(t, 1e-30)), _FLOOR)
+              for p, t in zip(peaks, totals)]                                 # [N_g, B]
+
+    def grad(*upstream):
+      used = [(g, tf.transpose(tf.convert_to_tensor(u))) for g, u in enumerate(upstream)
+              if u is not None]
+      ups = {g: (u[None, :] if g == 0 else u) for g, u in used}              # [N_g, B]
+
+      def chunk_grad(rows, logits, start):
+        weight = tf.zeros_like(logits)                                        # [c, B]
+        for g, up in ups.items():
+          if g == 0:
+            out, u = tables[0], up
+          else:
+            seg = groupings[g - 1][start:start + chunk]
+            out, u = tf.gather(tables[g], seg), tf.gather(up, seg)
+          weight += tf.exp(tf.minimum(logits - out, 0.0)) * u
+        return scale * tf.matmul(weight, rows, transpose_a=True)              # [B, D]
+
+      if saved is not None:
+        return chunk_grad(text, saved, 0)
+
       def gbody(i, acc):
-        rows, logits, mask = chunk_parts(e, i)
-        weight = tf.where(mask, tf.exp(tf.minimum(logits[:, None, :] - out[:, :, None], 0.0)),
-                          0.0) * upstream[:, :, None]                         # [B, J, c]
-        return i + 1, acc + scale * tf.matmul(tf.reduce_sum(weight, axis=1), rows)
+        start = i * chunk
+        rows, logits = chunk_logits(e, start)
+        return i + 1, acc + chunk_grad(rows, logits, start)
 
       _, de = tf.while_loop(lambda i, _: i < num_chunks, gbody,
                             (tf.constant(0), tf.zeros_like(e)), parallel_iterations=1)
       return de
 
-    return out, grad
+    return ([tf.transpose(tables[0])[:, 0]] + [tf.transpose(t) for t in tables[1:]]), grad
 
   return fn(embedding)
+
+
+def _chunked_tables(outputs: StudentOutputs, bank: LabelBankTensors):
+  """(normalizer [B], [B, N_r] for ranks 0..5) at T = 1, one fused pass, memoized."""
+  if "head_tables" not in outputs.cache:
+    _, chunk, num_chunks = _chunking(bank)
+    ranks = range(NUM_RANKS - 1)
+    values = _head_tables(outputs.embedding, bank.species_text_embeddings, bank.logit_scale,
+                          [bank.ancestors[r] for r in ranks],
+                          [bank.rank_sizes[r] for r in ranks], chunk, num_chunks)
+    outputs.cache["head_tables"] = (values[0], list(values[1:]))
+  return outputs.cache["head_tables"]
 
 
 def bank_logsumexp(outputs: StudentOutputs, bank: LabelBankTensors,
@@ -122,13 +190,12 @@ def bank_logsumexp(outputs: StudentOutputs, bank: LabelBankTensors,
     t = float(temperature)
     if outputs.species_logits is not None:
       value = tf.reduce_logsumexp(outputs.species_logits / t, axis=-1)
+    elif t == 1.0:
+      value = _chunked_tables(outputs, bank)[0]
     else:
-      num_species, chunk, num_chunks = _chunking(bank)
-      batch = tf.shape(outputs.embedding)[0]
-      value = _grouped_logsumexp(
-          outputs.embedding, bank.species_text_embeddings, bank.logit_scale / t,
-          tf.zeros([num_species], tf.int32), -tf.ones(tf.stack([batch, 1]), tf.int32),
-          chunk, num_chunks)[:, 0]
+      _, chunk, num_chunks = _chunking(bank)
+      value = _head_tables(outputs.embedding, bank.species_text_embeddings,
+                           bank.logit_scale / t, [], [], chunk, num_chunks)[0]
     outputs.cache[key] = value
   return outputs.cache[key]
 
@@ -142,9 +209,9 @@ def taxon_logsumexp(outputs: StudentOutputs, bank: LabelBankTensors, rank: int,
   if outputs.species_logits is not None:
     by_taxon = rank_log_probs(outputs.species_logits, ancestors, int(bank.rank_sizes[rank]))
     return tf.gather(by_taxon, taxa, batch_dims=1)
-  _, chunk, num_chunks = _chunking(bank)
-  return _grouped_logsumexp(outputs.embedding, bank.species_text_embeddings, bank.logit_scale,
-                            ancestors, taxa, chunk, num_chunks)
+  if rank == NUM_RANKS - 1:
+    return logits_at(outputs, bank, taxa)
+  return tf.gather(_chunked_tables(outputs, bank)[1][rank], taxa, batch_dims=1)
 
 
 def log1mexp(a: tf.Tensor) -> tf.Tensor:

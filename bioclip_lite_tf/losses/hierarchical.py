@@ -22,8 +22,9 @@ def hierarchical(outputs: StudentOutputs, batch, bank: LabelBankTensors,
   out of this term, not spread over the K). Label term: -log q_r[true row at r]. Mean over
   ranks (weighted by rank_weights if set).
 
-  Memory: only the K + 1 taxa each example needs are summed, chunk by chunk over species
-  (common.taxon_logsumexp): O(B x (K + 1) x chunk) per rank, never [B x S] per rank.
+  Memory: the per-taxon sums of every rank come from one fused chunked pass over the species
+  (common.taxon_logsumexp / _head_tables): O(B x chunk + B x sum of the rank sizes above
+  species), never [B x S] per rank.
   """
   weights = list(rank_weights) or [1.0] * NUM_RANKS
   if len(weights) != NUM_RANKS:

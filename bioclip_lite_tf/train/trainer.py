@@ -81,7 +81,7 @@ class Trainer:
           ancestors=tf.constant(bank.ancestors),
           rank_sizes=tuple(int(n) for n in bank.rank_sizes),
           logit_scale=float(bank.logit_scale),
-          chunk_size=int(config.get("head", {}).get("chunk_size", 8192)))
+          chunk_size=int(config.get("head", {}).get("chunk_size", 65536)))
 
   # -- models ---------------------------------------------------------------------------------
   def _build_phase_model(self, phase: str) -> keras.Model:
