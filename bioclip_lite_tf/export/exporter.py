@@ -119,6 +119,7 @@ class _Inputs:
   source_bank: Optional[device_bank.SourceLabelBank]
   bank_dir: Optional[str]
   teacher: dict
+  normalization: Dict[str, list]   # {mean, std} of the student's own input normalization
 
 
 def _read_inputs(workdir, data_dir, label_bank_dir, phase, qat_model) -> _Inputs:
@@ -143,7 +144,8 @@ def _read_inputs(workdir, data_dir, label_bank_dir, phase, qat_model) -> _Inputs
     teacher = source_bank.teacher
   if data_dir:
     teacher = data_lib.read_teacher(data_lib.find_dataset_dir(data_dir)) or teacher
-  return _Inputs(plain, resolution, embed_dim, source_bank, bank_dir, teacher)
+  return _Inputs(plain, resolution, embed_dim, source_bank, bank_dir, teacher,
+                 model_normalization(qat))
 
 
 def _write_models(inputs: _Inputs, staging: str, scratch: str, data_dir,
@@ -204,12 +206,17 @@ def model_normalization(model) -> Dict[str, list]:
   """{mean, std} of the exported graph's own input normalization layer (CLIP's for a student
   trained from scratch, ImageNet's [-1, 1] for init='imagenet'; model.input_normalization)."""
   from bioclip_lite_tf.model import NORMALIZATION_NAME
-  for layer in model.layers:
+  # Nested models and wrapped layers (QAT) included: submodules lists every layer below.
+  for layer in [model] + list(model.submodules):
     inner = getattr(layer, "layer", layer)   # a wrapped layer (QAT) holds the original
-    if layer.name == NORMALIZATION_NAME or inner.name == NORMALIZATION_NAME:
-      return {"mean": [float(m) for m in inner.mean], "std": [float(s) for s in inner.std]}
-  raise ExportInputError(f"the student has no {NORMALIZATION_NAME!r} layer; is it a "
-                         "bioclip_lite_tf student?")
+    name = getattr(layer, "name", "")
+    if (name == NORMALIZATION_NAME or getattr(inner, "name", "") == NORMALIZATION_NAME) and \
+        hasattr(inner, "mean") and hasattr(inner, "std"):
+      return {"mean": [float(m) for m in np.ravel(inner.mean)],
+              "std": [float(s) for s in np.ravel(inner.std)]}
+  raise ExportInputError(f"the student has no {NORMALIZATION_NAME!r} layer (its first layers: "
+                         f"{[l.name for l in model.layers[:4]]}); is it a bioclip_lite_tf "
+                         "student?")
 
 
 def _manifest(inputs: _Inputs, models: Dict[str, dict], label_bank: Optional[dict],
@@ -221,7 +228,7 @@ def _manifest(inputs: _Inputs, models: Dict[str, dict], label_bank: Optional[dic
       "embed_dim": inputs.embed_dim,
       "resolution": inputs.resolution,
       "preprocessing": {"resize": "squash", "interpolation": "bicubic", "antialias": True,
-                        **model_normalization(plain.model),
+                        **inputs.normalization,
                         "input": "float32 0..255 NHWC, already resized",
                         "normalization": "inside the model"},
       "teacher": {"id": teacher.get("id", ""), "real_weights": teacher.get("real_weights"),

@@ -22,6 +22,7 @@ from formats import label_bank as label_bank_format
 from formats.ranks import RANKS
 from formats.taxonomy import make_rank_table
 from bioclip_lite_tf.keras import keras, tf
+from bioclip_lite_tf.model.mobilenet_v3 import NORMALIZATION_NAME
 
 _Q = tfmot.quantization.keras
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -31,6 +32,9 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 @keras.saving.register_keras_serializable(package="bioclip_lite_export_testing")
 class ClipNormalize(keras.layers.Layer):
   """float32 [..., 3] RGB 0..255 -> (x / 255 - mean) / std, per channel."""
+
+  # what the exporter records as the model's own input normalization (export manifest)
+  mean, std = tuple(CLIP_MEAN), tuple(CLIP_STD)
 
   def call(self, inputs):
     mean = tf.constant(CLIP_MEAN, inputs.dtype)
@@ -93,7 +97,7 @@ class PerTensorWeightConfig(_Q.QuantizeConfig):
 def tiny_float_model(resolution: int = 32, embed_dim: int = 24, width: int = 16) -> keras.Model:
   """float32 [N, R, R, 3] 0..255 -> float32 [N, embed_dim] L2-normalized."""
   inputs = keras.Input((resolution, resolution, 3), name="image")
-  x = ClipNormalize(name="clip_normalize")(inputs)
+  x = ClipNormalize(name=NORMALIZATION_NAME)(inputs)
   x = keras.layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name="stem")(x)
   x = keras.layers.BatchNormalization(name="stem_bn")(x)
   x = HardSwish(name="stem_hswish")(x)
