@@ -17,7 +17,7 @@ const {loadFromDirectory, readExportDirectory} = require('react-bio-clip/node');
 const h = require('./helpers');
 const {assets, mocks} = require('./native_edge');
 
-const {bundledAssetBytes, bundledLoadOptions, bundledModel, loadBundled} = require('react-bio-clip/native');
+const {bundledAssetBytes, bundledLabels, bundledLoadOptions, bundledModel, loadBundled} = require('react-bio-clip/native');
 
 // Metro numbers assets from 1 in bundle order; any numbers do.
 const LABEL_BANK_BIN = 7;
@@ -83,6 +83,23 @@ test('bundled export (react-bio-clip/native)', async (t) => {
     assert.strictEqual(withBytes.labels.names, exported.labels.names);
     assert.strictEqual(withBytes.labels.commonNames, undefined, 'common names are optional');
     assert.strictEqual(assets.downloads, downloads + 1);
+  });
+
+  await t.test('bundledLabels: the bank alone, as bytes, for loadTflite (no weight shard read)', async () => {
+    const [reads, downloads] = [assets.reads, assets.downloads];
+    const labels = await bundledLabels(bundle);
+    assert.strictEqual(assets.reads, reads + 3, 'label_bank.bin, names.bin and common_names.bin, and nothing else');
+    assert.strictEqual(assets.downloads, downloads + 3);
+    const viaOptions = (await bundledLoadOptions(bundle)).labels;
+    for (const part of ['bin', 'names', 'commonNames']) {
+      assert.ok(labels[part] instanceof Uint8Array, part);
+      assert.deepStrictEqual(Array.from(labels[part]), Array.from(viaOptions[part]), part);
+    }
+    assert.strictEqual(labels.json, labelsJson);
+    await assert.rejects(bundledLabels({...bundle, labelsNames: undefined}),
+                         (e) => e instanceof BioClipInputError && /bundledLabels: labelsNames is missing/.test(e.message));
+    await assert.rejects(bundledLoadOptions(null),
+                         (e) => e instanceof BioClipInputError && /bundledLoadOptions: pass/.test(e.message));
   });
 
   await t.test('an asset id where bytes belong: BioClipInputError naming the Metro asset id, not a zero bank', async () => {

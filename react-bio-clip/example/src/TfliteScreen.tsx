@@ -1,7 +1,7 @@
 import {useEffect, useState} from 'react';
 import {Button, Text, View} from 'react-native';
 import type {BioClip} from 'react-bio-clip';
-import {bundledAssetBytes} from 'react-bio-clip/native';
+import {bundledLabels} from 'react-bio-clip/native';
 import {loadTflite} from 'react-bio-clip/tflite';
 
 import {bundledExport, bundledTflite} from '../bundled_export';
@@ -23,9 +23,8 @@ export function TfliteScreen() {
     let loaded: BioClip | null = null;
     (async () => {
       // The manifest and label bank are the TF.js screens' own; only the model source differs.
-      const {labelsJson, labelsBin, manifest} = bundledExport;
-      const bin = typeof labelsBin === 'number' ? await bundledAssetBytes(labelsBin) : labelsBin;
-      loaded = await loadTflite({model: bundledTflite, labels: {json: labelsJson, bin}, manifest, delegates: []});
+      const labels = await bundledLabels(bundledExport);
+      loaded = await loadTflite({model: bundledTflite, labels, manifest: bundledExport.manifest, delegates: []});
       if (alive) {
         setModel(loaded);
         setStatus('TFLite (XNNPACK on the CPU)');

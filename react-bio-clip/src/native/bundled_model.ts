@@ -28,7 +28,7 @@ import {File} from 'expo-file-system';
 
 import {BioClipInputError, BioClipLoadError} from '../errors';
 import {load} from '../load';
-import {BioClip, Bytes, ExportManifest, LabelBankJson, LoadOptions} from '../types';
+import {BioClip, Bytes, ExportManifest, LabelBankJson, LabelsSource, LoadOptions} from '../types';
 
 export interface BundledExport {
   /** tfjs/model.json, as `require()` gives it (the parsed object). */
@@ -121,6 +121,29 @@ async function bundledModelFromBytes(modelJson: tf.io.ModelJSON, modelWeights: n
 }
 
 /**
+ * The label bank of a bundled export (labels/label_bank.json, .bin, names.bin and, if bundled,
+ * common_names.bin) with every .bin asset read into bytes: the `labels` of LoadOptions, for any
+ * image model (the TF.js one here, or react-bio-clip/tflite's loadTflite).
+ */
+export async function bundledLabels(
+    bundle: Pick<BundledExport, 'labelsJson' | 'labelsBin' | 'labelsNames' | 'labelsCommonNames'>,
+    where = 'bundledLabels'): Promise<LabelsSource> {
+  if (!bundle || typeof bundle !== 'object') {
+    throw new BioClipInputError(`${where}: pass {labelsJson, labelsBin, labelsNames} (and modelJson, modelWeights, manifest to load a model)`);
+  }
+  const {labelsBin, labelsNames, labelsCommonNames} = bundle;
+  if (labelsNames === undefined || labelsNames === null) {
+    throw new BioClipInputError(`${where}: labelsNames is missing: require('./export/labels/names.bin')`);
+  }
+  const asBytes = (asset: number | Bytes | string) => (typeof asset === 'number' ? bundledAssetBytes(asset) : asset);
+  const [bin, names, commonNames] = await Promise.all([
+    asBytes(labelsBin), asBytes(labelsNames),
+    labelsCommonNames === undefined || labelsCommonNames === null ? null : asBytes(labelsCommonNames),
+  ]);
+  return {json: bundle.labelsJson, bin, names, ...(commonNames !== null ? {commonNames} : {})};
+}
+
+/**
  * The LoadOptions for a bundled export, with every .bin asset read into bytes. For
  * `useBioClip(() => bundledLoadOptions({...}))`.
  */
@@ -128,20 +151,14 @@ export async function bundledLoadOptions(bundle: BundledExport): Promise<LoadOpt
   if (!bundle || typeof bundle !== 'object') {
     throw new BioClipInputError('bundledLoadOptions: pass {modelJson, modelWeights, manifest, labelsJson, labelsBin, labelsNames}');
   }
-  const {labelsBin, labelsNames, labelsCommonNames} = bundle;
-  if (labelsNames === undefined || labelsNames === null) {
-    throw new BioClipInputError("bundledLoadOptions: labelsNames is missing: require('./export/labels/names.bin')");
-  }
-  const asBytes = (asset: number | Bytes | string) => (typeof asset === 'number' ? bundledAssetBytes(asset) : asset);
-  const [model, bin, names, commonNames] = await Promise.all([
+  const [labels, model] = await Promise.all([
+    bundledLabels(bundle, 'bundledLoadOptions'),
     bundledModelFromBytes(bundle.modelJson, bundle.modelWeights),
-    asBytes(labelsBin), asBytes(labelsNames),
-    labelsCommonNames === undefined || labelsCommonNames === null ? null : asBytes(labelsCommonNames),
   ]);
   return {
     model,
     manifest: bundle.manifest,
-    labels: {json: bundle.labelsJson, bin, names, ...(commonNames !== null ? {commonNames} : {})},
+    labels,
     ...(bundle.resize !== undefined ? {resize: bundle.resize} : {}),
   };
 }
