@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from bench import results_io  # noqa: E402
 from formats import atomic  # noqa: E402
 from formats.ranks import RANKS  # noqa: E402
 
@@ -137,15 +138,6 @@ def get(d, path: str, default=None):
   return d
 
 
-def _flatten(d, prefix=""):
-  for k, v in d.items():
-    key = f"{prefix}.{k}" if prefix else str(k)
-    if isinstance(v, dict):
-      yield from _flatten(v, key)
-    elif isinstance(v, (int, float, str, bool)) or v is None:
-      yield key, v
-
-
 def _cell(v) -> str:
   if isinstance(v, float):
     return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.4g}"
@@ -159,7 +151,7 @@ def json_table(src: Sources, name: str) -> str:
   except MissingSource:
     return f"Not produced: `bench/results/{name}` does not exist (its bench did not run)."
   rows = ["| key | value |", "|---|---|"]
-  rows += [f"| {k} | {_cell(v)} |" for k, v in _flatten(data)]
+  rows += [f"| {k} | {_cell(v)} |" for k, v in results_io.flatten(data)]
   return "\n".join(rows)
 
 

@@ -31,3 +31,13 @@ def write_result(path: str, result: dict) -> None:
   """bench/results/<name>.json, written atomically, keys in the order the bench built them."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   atomic.write_json(path, result, sort_keys=False)
+
+
+def flatten(d: dict, prefix: str = ""):
+  """(dotted.key, scalar) pairs of a nested result dict, depth first; lists are skipped."""
+  for k, v in d.items():
+    key = f"{prefix}.{k}" if prefix else str(k)
+    if isinstance(v, dict):
+      yield from flatten(v, key)
+    elif isinstance(v, (int, float, str, bool)) or v is None:
+      yield key, v

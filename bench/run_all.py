@@ -40,15 +40,6 @@ BENCHMARKS = [
 ]
 
 
-def _flatten(d, prefix=""):
-  for k, v in d.items():
-    key = f"{prefix}.{k}" if prefix else str(k)
-    if isinstance(v, dict):
-      yield from _flatten(v, key)
-    elif isinstance(v, (int, float, str, bool)) or v is None:
-      yield key, v
-
-
 def headline_ratios(out_dir: str) -> dict:
   """The ratios the project is judged by, computed from this run's JSON."""
   def load(name):
@@ -59,7 +50,7 @@ def headline_ratios(out_dir: str) -> dict:
     return {}
   out = {}
   lat = load("latency.json")
-  for k, v in _flatten(lat):  # the default config's figures (neighbours.* are not headlines)
+  for k, v in results_io.flatten(lat):  # the default config's figures (neighbours.* are not headlines)
     if k == "latency.speedup_vs_teacher_224" or k.startswith(
         "latency.speedup_vs_teacher_224_by_runtime."):
       out[k] = (v, ">= 25x (student faster than the teacher's image tower at 224)")
@@ -68,11 +59,11 @@ def headline_ratios(out_dir: str) -> dict:
     elif k == "sizes.size_ratio_teacher_over_tfjs":
       out[f"latency.{k}"] = (v, ">= 100x (teacher image tower over the TF.js artifact)")
   tc = load("teacher_cache.json")
-  for k, v in _flatten(tc):
+  for k, v in results_io.flatten(tc):
     if k == "stage_over_forward":
       out[f"teacher_cache.{k}"] = (v, ">= 0.9")
   td = load("tfds.json")
-  for k, v in _flatten(td):
+  for k, v in results_io.flatten(td):
     if k == "input_over_train_step":
       out[f"tfds.{k}"] = (v, ">= 3x")
   sc = load("scale.json")

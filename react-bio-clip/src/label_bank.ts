@@ -154,14 +154,16 @@ interface StringPart {
   parents_offset?: number;
 }
 
+/** Fails (naming the file and the piece) unless `bytes` reaches byte `end`. */
+function needBytes(bytes: Uint8Array, file: string, end: number, what: string, where: string): void {
+  if (!(end <= bytes.byteLength)) fail(where, `${file} has ${bytes.byteLength} bytes but the ${what} end at byte ${end}`);
+}
+
 function readStrings(bytes: Uint8Array, part: StringPart | undefined, n: number, file: string,
                      what: string, where: string): StringTable {
   if (!part) fail(where, `${file} has no part for ${what}`);
-  const need = (end: number, piece: string) => {
-    if (!(end <= bytes.byteLength)) fail(where, `${file} has ${bytes.byteLength} bytes but the ${what} ${piece} end at byte ${end}`);
-  };
-  need(part.offsets_offset + 4 * (n + 1), 'offsets');
-  need(part.blob_offset + part.blob_bytes, 'names');
+  needBytes(bytes, file, part.offsets_offset + 4 * (n + 1), `${what} offsets`, where);
+  needBytes(bytes, file, part.blob_offset + part.blob_bytes, `${what} names`, where);
   const offsets = view(bytes, part.offsets_offset, n + 1, 4, (b, o, l) => new Uint32Array(b, o, l));
   if (offsets[0] !== 0 || offsets[n] !== part.blob_bytes) fail(where, `${file}: ${what} offsets do not span the blob`);
   const blob = bytes.subarray(part.blob_offset, part.blob_offset + part.blob_bytes);
@@ -269,9 +271,7 @@ export class LabelBank {
     }
     if (!json.counts || json.counts.species !== n) fail(where, `counts.species must equal num_species ${n}`);
     const bin = files.bin;
-    const need = (bytes: Uint8Array, file: string, end: number, what: string) => {
-      if (!(end <= bytes.byteLength)) fail(where, `${file} has ${bytes.byteLength} bytes but the ${what} end at byte ${end}`);
-    };
+    const need = (bytes: Uint8Array, file: string, end: number, what: string) => needBytes(bytes, file, end, what, where);
     const binName = layout.file ?? 'label_bank.bin';
     const offset = layout.offset ?? 0;
     let rows: LabelBank['rows'];
