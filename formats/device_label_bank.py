@@ -178,26 +178,36 @@ def _pad4(f, written: int) -> int:
   return written + pad
 
 
+def encode_row_chunks(species_embeddings: np.ndarray, dtype: str,
+                      projection: Optional[Projection] = None, chunk_rows: int = CHUNK_ROWS):
+  """Yields (start, stored, scales) per chunk of rows, as the bank stores them: projected
+  (`(row - mean) @ matrix`) when a projection is given, then int8 / packed int4 (scales float32
+  per row) or float16 (scales None). The one encoder of the writer and of export.compact_bank."""
+  n = species_embeddings.shape[0]
+  for start in range(0, n, chunk_rows):
+    chunk = np.asarray(species_embeddings[start:start + chunk_rows], np.float32)
+    if projection is not None:
+      chunk = ((chunk - projection.mean) @ projection.matrix).astype(np.float32)
+    if dtype == "int8":
+      q, scales = quantize_rows_int8(chunk)
+    elif dtype == "int4":
+      q, scales = quantize_rows_int4(chunk)
+      q = pack_int4(q)
+    else:
+      q, scales = chunk.astype("<f2"), None
+    yield start, q, scales
+
+
 def _write_rows(f, species_embeddings: np.ndarray, dtype: str, projection: Optional[Projection],
                 log: Callable[[str], None]) -> Tuple[dict, Optional[dict]]:
   n, big_d = species_embeddings.shape
   d = big_d if projection is None else int(projection.matrix.shape[1])
   scales = []
   written = 0
-  for start in range(0, n, CHUNK_ROWS):
-    chunk = np.asarray(species_embeddings[start:start + CHUNK_ROWS], np.float32)
-    if projection is not None:
-      chunk = ((chunk - projection.mean) @ projection.matrix).astype(np.float32)
-    if dtype == "int8":
-      q, s = quantize_rows_int8(chunk)
-      data = q.tobytes()
+  for start, q, s in encode_row_chunks(species_embeddings, dtype, projection):
+    data = q.tobytes()
+    if s is not None:
       scales.append(s)
-    elif dtype == "int4":
-      q, s = quantize_rows_int4(chunk)
-      data = pack_int4(q).tobytes()
-      scales.append(s)
-    else:
-      data = chunk.astype("<f2").tobytes()
     f.write(data)
     written += len(data)
     if start and start % (CHUNK_ROWS * 4) == 0:

@@ -236,18 +236,11 @@ def encode(rows: np.ndarray, dtype: str = "int8", dims: int = 0,
   out_rows = np.empty((n, stored_row_bytes(dtype, d) // (2 if dtype == "float16" else 1)),
                       {"float16": np.float16, "int8": np.int8, "int4": np.uint8}[dtype])
   scales = np.empty(n, np.float32) if dtype != "float16" else None
-  for start in range(0, n, chunk_rows):
-    chunk = np.asarray(rows[start:start + chunk_rows], np.float32)
-    if dims:
-      chunk = (chunk - mean) @ projection
-    stop = start + len(chunk)
-    if dtype == "float16":
-      out_rows[start:stop] = chunk.astype(np.float16)
-    elif dtype == "int8":
-      out_rows[start:stop], scales[start:stop] = device_format.quantize_rows_int8(chunk)
-    else:
-      q, scales[start:stop] = device_format.quantize_rows_int4(chunk)
-      out_rows[start:stop] = device_format.pack_int4(q)
+  proj = device_format.Projection(matrix=projection, mean=mean) if dims else None
+  for start, q, s in device_format.encode_row_chunks(rows, dtype, proj, chunk_rows):
+    out_rows[start:start + len(q)] = q
+    if scales is not None:
+      scales[start:start + len(q)] = s
   return CompactBank(dtype, int(embed_dim), int(d), out_rows, scales, projection, mean)
 
 
