@@ -9,7 +9,7 @@ int4, float16) it encodes
   (a) the demo teacher cache's label bank (CACHE/label_bank/species.npy), queried with that
       cache's teacher image embeddings (CACHE/rows/*/part-*.npz `teacher_embedding`, view 0);
   (b) a generated bank with taxonomic structure at TreeOfLife-10M's size
-      (bioclip_lite_tf.testing.structured_label_bank), queried with species rows plus image-like
+      (bench/structured_label_bank.py), queried with species rows plus image-like
       noise whose scale is picked here so that float32 top-1 against the true species is neither
       trivial nor hopeless (recorded beside the results),
 and scores every query with the decoded compact bank exactly as the device does
@@ -35,7 +35,7 @@ import numpy as np
 
 from bench.results_io import machine, write_result
 from bioclip_lite_tf.export import compact_bank
-from bioclip_lite_tf.testing import structured_label_bank
+from bench import structured_label_bank
 from formats import atomic
 from formats import label_bank as label_bank_format
 from formats.ranks import RANKS

@@ -116,22 +116,17 @@ RESUMED_RE = re.compile(r"resuming from .* at step (\d+)")
 # ---- rank counts and generation ------------------------------------------------------------
 
 def rank_counts(num_species: int) -> List[int]:
-  """kingdom..species counts with the proportions of TreeOfLife-10M's taxonomy (approximate:
-  ~454k species, ~78k genera, ~11k families, ~1.9k orders, ~0.5k classes, ~100 phyla, 7
-  kingdoms), never more taxa at a rank than at the rank below."""
-  fractions = (7 / 454_103, 100 / 454_103, 500 / 454_103, 1_900 / 454_103, 11_000 / 454_103,
-               78_000 / 454_103, 1.0)
-  counts = [max(1, int(round(f * num_species))) for f in fractions]
-  counts[-1] = num_species
-  for r in range(len(counts) - 2, -1, -1):
-    counts[r] = min(counts[r], counts[r + 1])
-  return counts
+  """kingdom..species counts in TreeOfLife-10M's proportions (the structured test bank's tree
+  shape: ~454k species, ~70k genera, ~8k families, ...)."""
+  from bench.structured_label_bank import rank_counts as tol_rank_counts
+  return tol_rank_counts(num_species)
 
 
 def _generate(work: str) -> Dict:
   """The `generate` stage, in this (sub)process: taxonomy, catalog, tars, label bank."""
   import numpy as np
 
+  from bench.structured_label_bank import assign_parents
   from formats import label_bank as label_bank_format
   from formats.ranks import RANKS
   from teacher_cache import demo_data, webdataset
@@ -145,13 +140,7 @@ def _generate(work: str) -> Dict:
   prefixes = ("Kingdom", "Phylum", "Class", "Order", "Family", "Genus", "sp")
   parents = [np.full(counts[0], -1, np.int64)]
   for r in range(1, 7):
-    # Every parent gets one child, the rest of the children pick parents with a heavy tail
-    # (a few huge genera, many with one species), as in real taxonomies.
-    extra = counts[r] - counts[r - 1]
-    weights = rng.pareto(1.2, counts[r - 1]) + 1.0
-    weights /= weights.sum()
-    p = np.concatenate([np.arange(counts[r - 1]), rng.choice(counts[r - 1], extra, p=weights)])
-    parents.append(p[rng.permutation(counts[r])])
+    parents.append(assign_parents(rng, counts[r], counts[r - 1]).astype(np.int64))
   # Species lineage = walk up the parents (vectorised).
   up = [np.arange(counts[6])]
   for r in range(6, 0, -1):

@@ -5,8 +5,8 @@ r"""Writes a TreeOfLife-sized device label bank (454k species x 512, int8) for t
 
 The bank is written by the real writer (formats.device_label_bank, format version 2), so its
 files are byte for byte what an export ships. The taxonomy is synthetic but shaped like
-TreeOfLife-10M's (about 3 kingdoms, 100 phyla, 400 classes, 1.5k orders, 10k families, 80k
-genera), with leaf names of realistic length (Latin-looking words of 5-14 letters) and a common
+TreeOfLife-10M's (the tree shape of bench/structured_label_bank.py: rank_counts
+and assign_parents), with leaf names of realistic length (Latin-looking words of 5-14 letters) and a common
 name for about a third of the species. Rows are random unit vectors, generated chunk by chunk
 (no float32 [N, D] matrix is ever held: the writer pulls slices of a lazy source).
 Nothing here is an accuracy number; react-bio-clip/bench/label_bank_scale.js measures it.
@@ -19,6 +19,7 @@ import sys
 import numpy as np
 from absl import app, flags, logging
 
+from bench.structured_label_bank import assign_parents, rank_counts
 from formats import device_label_bank
 from formats.errors import FormatError
 from formats.ranks import RANKS
@@ -31,8 +32,6 @@ flags.DEFINE_integer("embed_dim", 512, "Row width D (BioCLIP's is 512).")
 flags.DEFINE_enum("dtype", "int8", list(device_label_bank.DTYPES), "Row storage.")
 flags.DEFINE_integer("seed", 0, "Seed for names and rows.")
 
-# Taxa per rank at TreeOfLife scale (species are --num_species).
-SIZES = (3, 100, 400, 1500, 10000, 80000)
 SYLLABLES = ("ra", "mi", "lo", "ta", "cu", "phy", "ter", "on", "al", "is", "um", "ae", "ops",
              "dra", "ni", "co", "pus", "the", "ri", "a", "o", "li", "na", "sto", "ma", "gen")
 
@@ -53,17 +52,14 @@ def _word(rng: np.random.Generator, serial: int, capital: bool) -> str:
 
 def synthetic_tables(num_species: int, seed: int):
   rng = np.random.default_rng(seed)
-  sizes = SIZES + (num_species,)
+  sizes = rank_counts(num_species)
   tables = []
   previous = None
   for depth, (rank, size) in enumerate(zip(RANKS, sizes)):
     if depth == 0:
       parents = np.full(size, -1, np.int32)
     else:
-      # Every parent gets at least one child, the rest at random (sorted: children contiguous).
-      parents = np.sort(np.concatenate([np.arange(len(previous)),
-                                        rng.integers(0, len(previous), size - len(previous))]))
-      parents = parents.astype(np.int32)
+      parents = assign_parents(rng, size, len(previous))
     names, commons = [], []
     for i in range(size):
       leaf = _word(rng, i, capital=rank != "species")

@@ -10,7 +10,7 @@ from bench import label_bank_compact as bench
 from bioclip_lite_tf.export import compact_bank as cb
 from bioclip_lite_tf.export import device_bank
 from bioclip_lite_tf.testing import export_fixtures as export_testing
-from bioclip_lite_tf.testing import structured_label_bank as slb
+from bench import structured_label_bank as slb
 from formats import device_label_bank as device_format
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

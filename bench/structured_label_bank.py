@@ -7,12 +7,14 @@ power-law spectrum in a random orthonormal basis (variance of axis k ~ (k + 1)^-
 as learned embeddings do, rather than being isotropic; decay 0 is isotropic. Species rows are
 L2-normalized. Queries are species rows plus image-like noise, renormalized.
 
-Used by bench/label_bank_compact.py and its tests; nothing here is a real taxonomy.
+Used by bench/label_bank_compact.py and its tests; rank_counts and assign_parents also shape the
+generated taxonomies of bench/scale_sim.py and react-bio-clip/bench/make_scale_bank.py (one
+tree shape for every generated 454k bank). Nothing here is a real taxonomy.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -37,9 +39,24 @@ class StructuredBank:
     return {rank: int(len(p)) for rank, p in self.parents.items()}
 
 
-def _assign_parents(rng: np.random.Generator, n_children: int, n_parents: int) -> np.ndarray:
-  """Every parent gets a child; the rest go to parents by a heavy-tailed weight, sorted so that
-  siblings are contiguous (as in a name-sorted taxonomy)."""
+def rank_counts(num_species: int, shape: Sequence[int] = TOL_COUNTS) -> List[int]:
+  """kingdom..species counts in `shape`'s proportions (TreeOfLife-10M's by default) for
+  num_species species: at least 1 per rank, never more taxa at a rank than at the rank below."""
+  if num_species < 1:
+    raise ValueError(f"num_species {num_species}: must be >= 1")
+  counts = [max(1, int(round(c * num_species / shape[-1]))) for c in shape]
+  counts[-1] = int(num_species)
+  for r in range(len(counts) - 2, -1, -1):
+    counts[r] = min(counts[r], counts[r + 1])
+  return counts
+
+
+def assign_parents(rng: np.random.Generator, n_children: int, n_parents: int) -> np.ndarray:
+  """int32 [n_children] parent indices: every parent gets a child; the rest go to parents by a
+  heavy-tailed weight (a few huge genera, many with one species), sorted so that siblings are
+  contiguous (as in a name-sorted taxonomy)."""
+  if n_children < n_parents:
+    raise ValueError(f"{n_children} children for {n_parents} parents: every parent needs one")
   weights = rng.lognormal(0.0, 1.2, n_parents)
   extra = rng.choice(n_parents, n_children - n_parents, p=weights / weights.sum())
   return np.sort(np.concatenate([np.arange(n_parents), extra])).astype(np.int32)
@@ -65,10 +82,10 @@ def generate(counts: Sequence[int] = TOL_COUNTS, embed_dim: int = 512,
   parents = {RANKS[0]: np.full(counts[0], -1, np.int32)}
   level = common[None, :] + noise(counts[0], noise_scales[0])
   for r in range(1, len(RANKS) - 1):
-    parent = _assign_parents(rng, counts[r], counts[r - 1])
+    parent = assign_parents(rng, counts[r], counts[r - 1])
     parents[RANKS[r]] = parent
     level = level[parent] + noise(counts[r], noise_scales[r])
-  genus_of = _assign_parents(rng, counts[-1], counts[-2])
+  genus_of = assign_parents(rng, counts[-1], counts[-2])
   parents[RANKS[-1]] = genus_of
   species = np.empty((counts[-1], embed_dim), np.float32)
   for start in range(0, counts[-1], chunk_rows):
