@@ -8,7 +8,8 @@ Unlike make_fixture.py (a tiny conv net), the student here is the real one: Mobi
 from bioclip_lite_tf.model.build_student (squeeze-excite, hard-swish, residual blocks) at a small
 width and resolution, BN-folded (model.fold_batch_norms), made quantization-aware with the
 project's per-tensor scheme (quantization.quantize), after BN statistics from data and a
-short float distillation run (see main), and exported with bioclip_lite_tf.export.export (TF.js uint8
+short float distillation run (export_fixtures.briefly_trained_student, the test fixtures' one
+builder), and exported with bioclip_lite_tf.export.export (TF.js uint8
 weights, device label bank), exactly as `python -m bioclip_lite_tf.export` does after training.
 The label bank is export_testing.write_label_bank's generated tree (its species rows are random
 unit vectors).
@@ -42,12 +43,9 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bioclip_lite_tf import export  # noqa: E402
-from bioclip_lite_tf import model as student_model  # noqa: E402
 from bioclip_lite_tf.configs import demo  # noqa: E402
 from bioclip_lite_tf.export import plain_graph as export_graph  # noqa: E402
-from bioclip_lite_tf.keras import keras  # noqa: E402
 from bioclip_lite_tf.model.layers import squash_resize  # noqa: E402
-from bioclip_lite_tf.optimize import quantization  # noqa: E402
 from bioclip_lite_tf.testing import export_fixtures as export_testing  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -91,7 +89,6 @@ def stand_in_teacher(photos: np.ndarray, embed_dim: int, seed: int) -> np.ndarra
 def main(argv):
   del argv
   rng = np.random.default_rng(FLAGS.seed)
-  keras.utils.set_random_seed(FLAGS.seed)
   r, d = FLAGS.resolution, FLAGS.embed_dim
   out_dir = os.path.abspath(FLAGS.out_dir)
   os.makedirs(os.path.dirname(out_dir), exist_ok=True)
@@ -102,33 +99,14 @@ def main(argv):
     counts = export_testing.write_label_bank(bank_dir, d, branching=BRANCHING, seed=FLAGS.seed)
     species_text = np.load(os.path.join(bank_dir, "species.npy"))
 
-    config = demo.get_config("runlocal")
-    config.model.resolution = r
-    config.model.alpha = FLAGS.alpha
-    core = student_model.build_student(config.model, d)
     train = export.synthetic_photos(64, r, seed=FLAGS.seed)
-    # An untrained student says nothing about a trained one's numerics: from scratch,
-    # BatchNorm's moving variance (1) is far above the real activations' (about 1e-6 deep in
-    # the net, see model.py), and every photo's embedding is nearly the same vector. So:
-    # forward passes in training mode set the BN statistics from the photos, then a short float
-    # run distils a stand-in teacher (a fixed random projection of each photo's 8 x 8 view, so
-    # targets differ as photos do), and after BN folding and QAT wrapping, training-mode passes
-    # set the quantizers' activation ranges.
-    # Fresh all-zero conv biases (squeeze-excite, Conv_2) make a graph no trained model has: the
-    # converter then fuses hard-sigmoid's +3 as a rank-0 bias, which the exporter refuses
-    # (wasm cannot run it). Small random biases, as bench/latency_bench.py gives them.
-    for layer in core.layers:
-      weights = layer.get_weights()
-      if len(weights) == 2 and weights[1].ndim == 1 and not weights[1].any():
-        layer.set_weights([weights[0], rng.normal(0, 0.01, weights[1].shape).astype(np.float32)])
-    for _ in range(FLAGS.calibration_passes):
-      core(train[:32], training=True)
-    export_testing.train_briefly(core, train, stand_in_teacher(train, d, FLAGS.seed),
-                                 steps=FLAGS.train_steps, batch_size=16, seed=FLAGS.seed)
-    folded = student_model.fold_batch_norms(core, config.model, d)
-    qat = quantization.quantize(folded)
-    for _ in range(FLAGS.calibration_passes):
-      qat(train[:32], training=True)
+    # The real student, BN statistics set from the photos, a short float run distilling a
+    # stand-in teacher (a fixed random projection of each photo's 8 x 8 view, so targets differ
+    # as photos do), then BN folding, QAT wrapping and quantizer ranges: the test fixtures' one
+    # builder (export_fixtures.briefly_trained_student says why each step is needed).
+    qat = export_testing.briefly_trained_student(
+        r, FLAGS.alpha, d, train, stand_in_teacher(train, d, FLAGS.seed), steps=FLAGS.train_steps,
+        calibration_passes=FLAGS.calibration_passes, seed=FLAGS.seed)
     export.export(workdir=scratch, out_dir=os.path.join(staging, "export"),
                   label_bank_dir=bank_dir, label_bank_dtype="int8", num_representative=8,
                   qat_model=qat)
@@ -149,7 +127,7 @@ def main(argv):
   with Image.open(os.path.join(photos_dir, "demo.jpg")) as im:
     np.asarray(im.convert("RGB"), np.uint8).tofile(os.path.join(photos_dir, "demo.jpg.pil.rgb"))
   expected = {"resolution": r, "embed_dim": d, "num_species": int(counts["species"]),
-              "architecture": f"MobileNetV3 {config.model.name} alpha {FLAGS.alpha}",
+              "architecture": f"MobileNetV3 {demo.get_config('runlocal').model.name} alpha {FLAGS.alpha}",
               "photos": []}
   for name, pixels in pictures.items():
     pixels.tofile(os.path.join(photos_dir, name + ".rgb"))
