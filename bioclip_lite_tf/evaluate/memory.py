@@ -17,10 +17,15 @@ import sys
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Training workdir holding <phase>/model.h5.")
-flags.DEFINE_string("phase", "qat", "Which phase's model.h5 to load.")
-flags.DEFINE_string("export_dir", None, "Optional export directory: its device label bank is "
-                    "loaded too and the photo is classified against it.")
+
+
+def define_flags():
+  """The CLI's flags: defined only when this module runs as the program (importing it, as the
+  package's other modules and tests may, defines none)."""
+  flags.DEFINE_string("workdir", None, "Training workdir holding <phase>/model.h5.")
+  flags.DEFINE_string("phase", "qat", "Which phase's model.h5 to load.")
+  flags.DEFINE_string("export_dir", None, "Optional export directory: its device label bank is "
+                      "loaded too and the photo is classified against it.")
 
 
 def _peak_bytes() -> int:
@@ -63,4 +68,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
