@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 
 import {BioClipFormatError, BioClipInputError, BioClipLoadError, BioClipMismatchError} from './errors';
 import {expandScalarFusedBias, specBytes} from './graph_compat';
-import {LabelBank, SUPPORTED_LABEL_BANK_VERSIONS} from './label_bank';
+import {decodeUtf8, LabelBank, SUPPORTED_LABEL_BANK_VERSIONS} from './label_bank';
 import {Bytes, ExportManifest, LabelBankJson, LabelsSource} from './types';
 
 export const SUPPORTED_MANIFEST_VERSIONS = [1];
@@ -46,20 +46,7 @@ export function resolveRelative(base: string, relative: string): string {
   return origin + parts.join('/');
 }
 
-/** UTF-8 bytes to a string; TextDecoder where it exists (Hermes may lack it). */
-export function decodeUtf8(bytes: Uint8Array): string {
-  if (typeof TextDecoder !== 'undefined') return new TextDecoder().decode(bytes);
-  let out = '';
-  for (let i = 0; i < bytes.length;) {
-    const b = bytes[i++];
-    let code = b;
-    if (b >= 0xf0) code = ((b & 0x07) << 18) | ((bytes[i++] & 0x3f) << 12) | ((bytes[i++] & 0x3f) << 6) | (bytes[i++] & 0x3f);
-    else if (b >= 0xe0) code = ((b & 0x0f) << 12) | ((bytes[i++] & 0x3f) << 6) | (bytes[i++] & 0x3f);
-    else if (b >= 0xc0) code = ((b & 0x1f) << 6) | (bytes[i++] & 0x3f);
-    out += String.fromCodePoint(code);
-  }
-  return out;
-}
+export {decodeUtf8};
 
 export async function fetchBytes(url: string, what: string): Promise<Uint8Array> {
   if (typeof fetch !== 'function') {

@@ -101,7 +101,7 @@ function halves(): Float32Array {
 }
 
 /** UTF-8 bytes to a string; TextDecoder where it exists (Hermes may lack it). */
-function utf8(bytes: Uint8Array): string {
+export function decodeUtf8(bytes: Uint8Array): string {
   if (typeof TextDecoder !== 'undefined') return new TextDecoder().decode(bytes);
   let out = '';
   const chunk: number[] = [];
@@ -137,12 +137,12 @@ class StringTable {
 
   get(i: number): string {
     if (this.all) return this.all[i];
-    return utf8(this.blob.subarray(this.offsets[i], this.offsets[i + 1] - 1));
+    return decodeUtf8(this.blob.subarray(this.offsets[i], this.offsets[i + 1] - 1));
   }
 
   /** Every entry (one decode of the blob and a split on the '\n' terminators). */
   list(): string[] {
-    if (!this.all) this.all = utf8(this.blob).split('\n').slice(0, this.offsets.length - 1);
+    if (!this.all) this.all = decodeUtf8(this.blob).split('\n').slice(0, this.offsets.length - 1);
     return this.all;
   }
 }

@@ -25,6 +25,10 @@ test('decodeUtf8 without TextDecoder matches TextDecoder', () => {
   try {
     global.TextDecoder = undefined;
     assert.strictEqual(decodeUtf8(bytes), text);
+    // Long enough to cross the fallback's 4096-code-point chunks, with multi-byte characters
+    // on both sides of every chunk boundary (a names.bin blob at 454k species is ~10 MB).
+    const long = Array.from({length: 3000}, (_, i) => `${text} ${i}\n`).join('');
+    assert.strictEqual(decodeUtf8(new Uint8Array(Buffer.from(long))), long);
   } finally {
     global.TextDecoder = saved;
   }
