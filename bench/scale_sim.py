@@ -81,6 +81,10 @@ def define_flags():
                     "each of these steps, then resume it.")
   flags.DEFINE_integer("checkpoint_every", 10, "Training checkpoint interval (steps).")
   flags.DEFINE_integer("train_batch_size", 8, "Global training batch size (runlocal's).")
+  flags.DEFINE_integer("train_head_chunk", DEFAULT_HEAD_CHUNK, "Species per chunk of the 454k "
+                       "head (head.chunk_size): the default config's, not runlocal's 5, which "
+                       "exists to split a test's tiny bank and would cut 454k species into "
+                       "90k chunks.")
   flags.DEFINE_float("train_alpha", 1.0, "MobileNetV3 width (the default architecture: 1.0).")
   flags.DEFINE_string("train_model", "mobilenet_v3_large", "Student architecture (default: "
                       "configs/default.py's).")
@@ -108,6 +112,7 @@ def define_flags():
 STAGES = ("generate", "teacher_cache", "tfds", "train", "export")
 RSS_GOAL_BYTES = 4 * 1024 ** 3
 LATER_WORKER_GOAL_S = 5.0
+DEFAULT_HEAD_CHUNK = 65536  # configs/default.py's head.chunk_size (a test checks they agree)
 RESUME_RATIO_GOAL = 1.5
 STEP_RE = re.compile(r"\bstep (\d+)/(\d+)")
 RESUMED_RE = re.compile(r"resuming from .* at step (\d+)")
@@ -481,7 +486,8 @@ def stage_tfds(ctx: Ctx) -> Dict:
 def _train_argv(ctx: Ctx) -> List[str]:
   ov = {"model.name": repr(FLAGS.train_model), "model.alpha": FLAGS.train_alpha,
         "phases.float.steps": FLAGS.train_steps, "checkpoint_every": FLAGS.checkpoint_every,
-        "log_every": 1, "batch_size": FLAGS.train_batch_size}
+        "log_every": 1, "batch_size": FLAGS.train_batch_size,
+        "head.chunk_size": FLAGS.train_head_chunk}
   return ([sys.executable, "-m", "bioclip_lite_tf.train",
            "--config=bioclip_lite_tf/configs/default.py:runlocal", f"--workdir={ctx.train}",
            f"--data_dir={ctx.tfds}", "--phases=float"]
@@ -606,18 +612,27 @@ def _git(*args) -> str:
 
 
 MEASURED_DIRS = ("formats", "teacher_cache", "tfds_treeoflife", "bioclip_lite_tf")
+# The code each stage runs: a stage's earlier record is reused only while these trees are the
+# same (a change to the student's code does not re-run the teacher cache, and so on).
+STAGE_DIRS = {
+    "generate": ("formats", "teacher_cache"),
+    "teacher_cache": ("formats", "teacher_cache"),
+    "tfds": ("formats", "teacher_cache", "tfds_treeoflife"),
+    "train": ("formats", "tfds_treeoflife", "bioclip_lite_tf"),
+    "export": ("formats", "tfds_treeoflife", "bioclip_lite_tf"),
+}
 
 
-def code_id(commit: str) -> str:
-  """The git tree ids of the measured code at a commit (equal for commits that differ only in
-  bench/, docs or tests); plus '+dirty:<hash of the diff>' when measuring HEAD with uncommitted
-  changes there (so the same uncommitted state is still recognised)."""
+def code_id(commit: str, dirs=MEASURED_DIRS) -> str:
+  """The git tree ids of the measured code (`dirs`) at a commit (equal for commits that differ
+  only elsewhere: bench/, docs, tests); plus '+dirty:<hash of the diff>' when measuring HEAD with
+  uncommitted changes there (so the same uncommitted state is still recognised)."""
   if not commit:
     return ""
-  ids = [_git("rev-parse", f"{commit}:{d}") for d in MEASURED_DIRS]
+  ids = [_git("rev-parse", f"{commit}:{d}") for d in dirs]
   out = ",".join(i[:12] for i in ids)
   if commit == _git("rev-parse", "HEAD"):
-    diff = _git("diff", "HEAD", "--", *MEASURED_DIRS)
+    diff = _git("diff", "HEAD", "--", *dirs)
     if diff:
       import hashlib
       out += "+dirty:" + hashlib.sha256(diff.encode("utf-8", "replace")).hexdigest()[:12]
@@ -717,8 +732,12 @@ def main(argv):
         old = json.load(f)
     force = (FLAGS.force_generate if stage == "generate" else (FLAGS.force or redo_rest)
              ) or stage in FLAGS.redo
+    # Same code for this stage: its own trees at the recorded commit (a dirty record keeps
+    # the whole-tree id it was measured with, which only that same dirty state matches).
+    dirs = STAGE_DIRS[stage]
     same_code = old is not None and (
-        old.get("code_id") or code_id(old.get("git_commit", ""))) == ctx.code_id
+        old["code_id"] == ctx.code_id if "+dirty:" in (old.get("code_id") or "")
+        else code_id(old.get("git_commit", ""), dirs) == code_id(ctx.commit, dirs))
     reusable = (old is not None and old.get("status") == "ok" and complete(ctx, stage)
                 and (stage == "generate" or same_code))
     if reusable and not force:

@@ -25,7 +25,7 @@ def _run(tmp_path, *extra, timeout=900):
   argv = [sys.executable, os.path.join(REPO, "bench", "scale_sim.py"), "--num_species=300",
           "--num_rows=96", "--num_workers=2", "--train_steps=6", "--kill_steps=3",
           "--checkpoint_every=1", "--train_batch_size=4", "--train_model=mobilenet_v3_small",
-          "--train_alpha=0.35", "--stages=generate,teacher_cache,tfds,train",
+          "--train_alpha=0.35", "--train_head_chunk=64", "--stages=generate,teacher_cache,tfds,train",
           f"--work_dir={tmp_path / 'work'}", f"--out={tmp_path / 'scale.json'}", *extra]
   proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
                         timeout=timeout)
@@ -41,6 +41,14 @@ def test_rank_counts_are_a_tree_at_every_size():
     assert all(a <= b for a, b in zip(c, c[1:])), c
   big = scale_sim.rank_counts(454_103)
   assert 50_000 < big[5] < 100_000 and big[0] <= 10   # genera, kingdoms of TreeOfLife scale
+
+
+def test_train_head_chunk_is_the_default_configs():
+  # The simulation trains runlocal's recipe at 454k species; runlocal's head.chunk_size (5, to
+  # split a test's tiny bank) would make 90k chunks per step, so the default config's is passed.
+  from bioclip_lite_tf.configs import default
+  assert scale_sim.DEFAULT_HEAD_CHUNK == default.get_config().head.chunk_size
+  assert default.get_config("runlocal").head.chunk_size < scale_sim.DEFAULT_HEAD_CHUNK
 
 
 def test_scale_sim_small_end_to_end(tmp_path):
