@@ -2,14 +2,20 @@
 'use strict';
 /**
  * Emits src/wasm_kernel_bytes.ts: a tiny hand-assembled WebAssembly SIMD module that scores int8
- * label-bank rows against a float32 query (the JS fallback in src/label_bank.ts does the same in
- * plain JS; Hermes has no WebAssembly).
+ * label-bank rows against a query (the JS fallback in src/label_bank.ts does the same in plain
+ * JS; Hermes has no WebAssembly).
  *
  *   node scripts/gen_wasm_kernel.js          (rewrites src/wasm_kernel_bytes.ts)
  *
  * Module: imports env.memory; exports score_i8(q, rows, n, d, out): for r in [0, n),
- *   f32 out[r] = sum_j f32 q[j] * i8 rows[r * d + j]   (d a multiple of 16; pointers in bytes,
- *   q and out 16-byte aligned). Four f32x4 lanes accumulate; the lanes are summed at the end.
+ *   i32 out[2r]     = sum_j hi[j] * i8 rows[r * d + j]
+ *   i32 out[2r + 1] = sum_j lo[j] * i8 rows[r * d + j]
+ * where the query is two int16 vectors, hi and lo (the caller's scaled query x = hi + lo / 2^15,
+ * so the pair carries ~30 bits: as exact as the float32 kernel this replaces), interleaved per
+ * 16 columns as [hi 0..7][lo 0..7][hi 8..15][lo 8..15] (64 bytes). i32x4.dot_i16x8_s multiplies
+ * and pair-adds without any int -> float conversion, and the sums are exact integers; the caller
+ * keeps them within int32 (|hi|, |lo| <= 2^31 / (127 d)). d a multiple of 16; pointers in bytes,
+ * q and out 16-byte aligned.
  */
 const fs = require('fs');
 const path = require('path');
@@ -31,13 +37,13 @@ const vec = (items) => [...u32(items.length), ...items.flat()];
 const I32 = 0x7f, V128 = 0x7b;
 const simd = (op, ...imm) => [0xfd, ...u32(op), ...imm];
 const OP = {
-  v128_load: 0x00, v128_const: 0x0c, f32x4_extract_lane: 0x1f,
+  v128_load: 0x00, v128_const: 0x0c, i32x4_extract_lane: 0x1b,
   i16x8_extend_low_i8x16_s: 0x87, i16x8_extend_high_i8x16_s: 0x88,
-  i32x4_extend_low_i16x8_s: 0xa7, i32x4_extend_high_i16x8_s: 0xa8,
-  f32x4_add: 0xe4, f32x4_mul: 0xe6, f32x4_convert_i32x4_s: 0xfa,
+  i32x4_add: 0xae, i32x4_dot_i16x8_s: 0xba,
 };
-// params: 0 q, 1 rows, 2 n, 3 d, 4 out; locals: 5 r, 6 j, 7 rp (i32), 8 acc, 9 v, 10 w (v128)
-const [Q, ROWS, N, D, OUT, R, J, RP, ACC, V, W] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+// params: 0 q, 1 rows, 2 n, 3 d, 4 out; locals: 5 r, 6 j, 7 rp, 8 qp (i32),
+// 9 hi, 10 lo (v128 accumulators), 11 a, 12 b (v128: the row's 16 int8 widened to two i16x8)
+const [Q, ROWS, N, D, OUT, R, J, RP, QP, HI, LO, A, B] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
 const get = (i) => [0x20, i], set = (i) => [0x21, i], tee = (i) => [0x22, i];
 const i32 = (c) => [0x41, ...sleb(c)];
 function sleb(n) {
@@ -53,33 +59,37 @@ function sleb(n) {
   }
 }
 const load = (offset) => simd(OP.v128_load, 4, ...u32(offset));  // align 2^4
-/** acc += f32(extend(w)) * q[j + offset/4 ..] */
-const accumulate = (extend, offset) => [
-  ...get(ACC), ...get(W), ...simd(extend), ...simd(OP.f32x4_convert_i32x4_s),
-  ...get(Q), ...get(J), ...i32(2), 0x74 /* i32.shl */, 0x6a /* i32.add */, ...load(offset),
-  ...simd(OP.f32x4_mul), ...simd(OP.f32x4_add), ...set(ACC),
+/** acc += dot(x, the query's i16x8 at qp + offset) */
+const dot = (acc, x, offset) => [
+  ...get(acc), ...get(x), ...get(QP), ...load(offset), ...simd(OP.i32x4_dot_i16x8_s),
+  ...simd(OP.i32x4_add), ...set(acc),
 ];
+/** the four lanes of acc summed (i32) */
+const lanes = (acc) => [
+  ...get(acc), ...simd(OP.i32x4_extract_lane, 0), ...get(acc), ...simd(OP.i32x4_extract_lane, 1), 0x6a,
+  ...get(acc), ...simd(OP.i32x4_extract_lane, 2), ...get(acc), ...simd(OP.i32x4_extract_lane, 3), 0x6a, 0x6a,
+];
+const zero = simd(OP.v128_const, ...new Array(16).fill(0));
 const body = [
-  ...vec([[3, I32], [3, V128]]),  // locals
+  ...vec([[4, I32], [4, V128]]),  // locals
   ...i32(0), ...set(R),
   0x02, 0x40,  // block
   0x03, 0x40,  //   loop $rows
   ...get(R), ...get(N), 0x4f /* i32.ge_u */, 0x0d, 1,  // br_if $block
-  ...simd(OP.v128_const, ...new Array(16).fill(0)), ...set(ACC),
+  ...zero, ...set(HI), ...zero, ...set(LO),
   ...i32(0), ...set(J),
+  ...get(Q), ...set(QP),
   ...get(ROWS), ...get(R), ...get(D), 0x6c /* i32.mul */, 0x6a, ...set(RP),
   0x03, 0x40,  //     loop $cols
-  ...get(RP), ...get(J), 0x6a, ...load(0), ...set(V),
-  ...get(V), ...simd(OP.i16x8_extend_low_i8x16_s), ...set(W),
-  ...accumulate(OP.i32x4_extend_low_i16x8_s, 0), ...accumulate(OP.i32x4_extend_high_i16x8_s, 16),
-  ...get(V), ...simd(OP.i16x8_extend_high_i8x16_s), ...set(W),
-  ...accumulate(OP.i32x4_extend_low_i16x8_s, 32), ...accumulate(OP.i32x4_extend_high_i16x8_s, 48),
+  ...get(RP), ...get(J), 0x6a, ...load(0), ...tee(B), ...simd(OP.i16x8_extend_low_i8x16_s), ...set(A),
+  ...get(B), ...simd(OP.i16x8_extend_high_i8x16_s), ...set(B),
+  ...dot(HI, A, 0), ...dot(LO, A, 16), ...dot(HI, B, 32), ...dot(LO, B, 48),
+  ...get(QP), ...i32(64), 0x6a, ...set(QP),
   ...get(J), ...i32(16), 0x6a, ...tee(J), ...get(D), 0x49 /* i32.lt_u */, 0x0d, 0,  // br_if $cols
   0x0b,  //     end
-  ...get(OUT), ...get(R), ...i32(2), 0x74, 0x6a,  // address out + 4r
-  ...get(ACC), ...simd(OP.f32x4_extract_lane, 0), ...get(ACC), ...simd(OP.f32x4_extract_lane, 1), 0x92 /* f32.add */,
-  ...get(ACC), ...simd(OP.f32x4_extract_lane, 2), ...get(ACC), ...simd(OP.f32x4_extract_lane, 3), 0x92, 0x92,
-  0x38, 2, 0,  // f32.store align 4 offset 0
+  ...get(OUT), ...get(R), ...i32(3), 0x74 /* i32.shl */, 0x6a, ...tee(RP),  // address out + 8r
+  ...lanes(HI), 0x36, 2, 0,  // i32.store align 4 offset 0
+  ...get(RP), ...lanes(LO), 0x36, 2, 4,  // i32.store align 4 offset 4
   ...get(R), ...i32(1), 0x6a, ...set(R),
   0x0c, 0,  //   br $rows
   0x0b,  //   end loop

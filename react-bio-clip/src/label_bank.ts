@@ -41,32 +41,44 @@ export interface PreparedQuery {
 
 /**
  * int8 rows in a WebAssembly memory, scored by the SIMD kernel of scripts/gen_wasm_kernel.js
- * (Node, browsers). Layout: rows [n * d] at 0, the float32 query, then a chunk of float32 scores.
+ * (Node, browsers). Layout: rows [n * d] at 0, the query as two interleaved int16 vectors (4d
+ * bytes), then a chunk of int32 score pairs.
+ *
+ * The query is scaled by s = LIMIT / max|q| and split into hi = round(s q) and
+ * lo = round((s q - hi) 2^15), so q = (hi + lo / 2^15) / s to within max|q| / (2^16 LIMIT) per
+ * column (about 5e-10 relative): the integer dot products are exact, and the score matches the
+ * float path to float32 rounding. LIMIT keeps every int32 sum in range (127 d |hi| < 2^31);
+ * banks wider than 1032 columns (where |lo| <= 2^14 would not fit) are scored in plain JS.
  */
 class WasmInt8Kernel {
   readonly rows: Int8Array;
-  private readonly query: Float32Array;
-  private readonly out: Float32Array;
+  private readonly query: Int16Array;
+  private readonly out: Int32Array;
+  private readonly limit: number;
   private readonly score: (q: number, rows: number, n: number, d: number, out: number) => void;
 
   private constructor(rows: Int8Array, private readonly d: number) {
     const bytes = rows.length;
     const queryOffset = Math.ceil(bytes / 16) * 16;
     const outOffset = queryOffset + 4 * d;
-    const end = outOffset + 4 * SCORE_CHUNK_ROWS;
+    const end = outOffset + 8 * SCORE_CHUNK_ROWS;
     const memory = new WebAssembly.Memory({initial: Math.ceil(end / 65536)});
     const binary = Uint8Array.from(atob(WASM_KERNEL_BASE64), (c) => c.charCodeAt(0));
     const instance = new WebAssembly.Instance(new WebAssembly.Module(binary), {env: {memory}});
     this.score = instance.exports.score_i8 as WasmInt8Kernel['score'];
     this.rows = new Int8Array(memory.buffer, 0, bytes);
     this.rows.set(rows);
-    this.query = new Float32Array(memory.buffer, queryOffset, d);
-    this.out = new Float32Array(memory.buffer, outOffset, SCORE_CHUNK_ROWS);
+    this.query = new Int16Array(memory.buffer, queryOffset, 2 * d);
+    this.out = new Int32Array(memory.buffer, outOffset, 2 * SCORE_CHUNK_ROWS);
+    this.limit = Math.min(32767, Math.floor(2147483647 / (127 * d)));
   }
 
   /** The kernel holding a copy of `rows`, or null where WebAssembly SIMD is missing (Hermes). */
   static create(rows: Int8Array, d: number): WasmInt8Kernel | null {
-    if (d % 16 !== 0 || typeof WebAssembly !== 'object' || typeof atob !== 'function') return null;
+    if (d % 16 !== 0 || 127 * 16384 * d > 2147483647 || typeof WebAssembly !== 'object' ||
+        typeof atob !== 'function') {
+      return null;
+    }
     try {
       return new WasmInt8Kernel(rows, d);
     } catch {
@@ -76,12 +88,30 @@ class WasmInt8Kernel {
 
   /** out[start..end) = base + scales[r] * (query . row r). */
   scoreAll(query: Float64Array, base: number, scales: Float32Array, start: number, end: number, out: Float64Array): void {
-    this.query.set(query);
     const d = this.d;
+    let max = 0;
+    for (let j = 0; j < d; ++j) max = Math.max(max, Math.abs(query[j]));
+    if (!(max > 0)) {
+      out.fill(base, start, end);
+      return;
+    }
+    const s = this.limit / max;
+    const q = this.query;
+    for (let j = 0; j < d; ++j) {
+      const x = query[j] * s;
+      const hi = Math.round(x);
+      const at = (j >> 4) * 32 + (j & 8 ? 16 : 0) + (j & 7);  // [hi 0..7][lo 0..7][hi 8..15][lo 8..15]
+      q[at] = hi;
+      q[at + 8] = Math.round((x - hi) * 32768);
+    }
+    const unscale = 1 / s;
     for (let at = start; at < end; at += SCORE_CHUNK_ROWS) {
       const count = Math.min(SCORE_CHUNK_ROWS, end - at);
-      this.score(this.query.byteOffset, at * d, count, d, this.out.byteOffset);
-      for (let i = 0; i < count; ++i) out[at + i] = base + scales[at + i] * this.out[i];
+      this.score(q.byteOffset, at * d, count, d, this.out.byteOffset);
+      const o = this.out;
+      for (let i = 0; i < count; ++i) {
+        out[at + i] = base + scales[at + i] * ((o[2 * i] + o[2 * i + 1] / 32768) * unscale);
+      }
     }
   }
 }

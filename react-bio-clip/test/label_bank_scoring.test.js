@@ -145,7 +145,7 @@ function checkAgainst(r, ref, lineages, what) {
 const N = SCORE_CHUNK_ROWS + 904;  // more than one chunk, and a partial last chunk
 
 // 'auto': int8 rows of a width that is a multiple of 16 go to the WebAssembly SIMD kernel
-// (float32 products and sums, as the float32 matMul before it); 'off': plain JS (Hermes).
+// (exact integer dot products on a two-term int16 query); 'off': plain JS (Hermes).
 for (const wasm of ['auto', 'off']) test(`chunked scoring equals brute-force float scoring (wasm ${wasm})`, async (t) => {
   LabelBank.wasm = wasm;
   t.after(() => { LabelBank.wasm = 'auto'; });
@@ -257,4 +257,35 @@ test('restrictTo scores only the allowed rows, gathered once per list', async (t
   await bioClip.classifyEmbedding(rows.slice(0, D), {restrictTo: genus});
   assert.strictEqual(bioClip.restrictions.size, cached, 'the same list reuses its gathered rows');
   bioClip.dispose();
+});
+
+// The WebAssembly kernel at BioCLIP's widths (512; BioCLIP 2's 768): its integer dot products on
+// the two-term int16 query must equal float64 scoring of the same int8 rows to float32 rounding,
+// for a query with a wide dynamic range (one large column, many tiny ones) as well as a unit one.
+test('the int8 WebAssembly kernel equals float64 scoring at D = 512 and 768', async () => {
+  for (const D of [512, 768]) {
+    const n = SCORE_CHUNK_ROWS + 77;
+    const {lineages, rows} = structuredBank(n, D, 11);
+    const labels = h.encodeBank(lineages, lineages.map(() => ''), rows, D, {dtype: 'int8'});
+    const files = {bin: labels.bin, names: labels.names, commonNames: labels.commonNames};
+    LabelBank.wasm = 'auto';
+    const bank = LabelBank.parse(labels.json, files, 'kernel test');
+    assert.ok(bank.kernel !== null, `D=${D}: the kernel scores`);
+    const ref = referenceRows(labels.json, labels.bin);
+    const rand = rng(D);
+    const wide = Float32Array.from({length: D}, (_, j) => (j === 5 ? 0.9 : 1e-4 * gaussian(rand)));
+    for (const query of [Float32Array.from(unit(Array.from({length: D}, () => gaussian(rand)))), wide]) {
+      const got = bank.cosines(query, null);
+      let worst = 0;
+      for (let s = 0; s < n; ++s) {
+        let exact = 0, bound = 0;
+        for (let j = 0; j < D; ++j) {
+          exact += query[j] * ref[s][j];
+          bound += Math.abs(query[j] * ref[s][j]);
+        }
+        worst = Math.max(worst, Math.abs(got[s] - exact) / bound);
+      }
+      assert.ok(worst < 1e-6, `D=${D}: kernel vs float64, worst error ${worst} of sum |q_j row_j|`);
+    }
+  }
 });
