@@ -140,6 +140,7 @@ test-example:
 example-bundle: setup
 	$(PYTHON) react-bio-clip/scripts/make_fixture.py --out_dir=runs/react_fixture
 	$(EXAMPLE_BUNDLES) --results=bench/results/expo_bundles.json --readme=react-bio-clip/README.md
+	$(MAKE) --no-print-directory figures
 
 bench: setup
 	$(PYTHON) -m bench.run_all --out_dir=bench/results
