@@ -23,7 +23,7 @@ NODE_DIRS := react-bio-clip
 RBC_BUILD_INPUTS := $(shell find react-bio-clip/src -type f) react-bio-clip/tsconfig.json \
   react-bio-clip/package-lock.json
 
-.PHONY: figures demo test test-python test-js test-browser test-example example-bundle chromium bench bench-browser setup clean-demo help
+.PHONY: figures demo disk-check test test-python test-js test-browser test-example example-bundle chromium bench bench-browser setup clean-demo help
 
 help:
 	@echo "make demo    run the whole chain on demo data into runs/demo/ (FORCE=1 redoes all)"
@@ -75,14 +75,29 @@ demo:
 figures:
 	$(PYTHON) -m bench.figures
 
-test: setup
+# A clean clone's `make test` takes about 12 GB on this disk (.venv 8.3 GB with torch's CUDA
+# wheels, node_modules 2.2 GB, runs/ and pytest's temporary files); with less free, tests fail
+# late with "No space left on device" in whatever they happen to be writing. Say so up front.
+TEST_DISK_GB := 15
+disk-check:
+	@df -h . /tmp | sed 's/^/disk: /'
+	@free_gb=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	  if [ "$$free_gb" -lt $(TEST_DISK_GB) ]; then \
+	    echo "WARNING: $$free_gb GB free here; make test needs about $(TEST_DISK_GB) GB (tests may fail with ENOSPC)"; \
+	  fi
+
+test: disk-check setup
 	$(MAKE) --no-print-directory test-python
 	$(MAKE) --no-print-directory test-js
 	$(MAKE) --no-print-directory test-example
 	$(MAKE) --no-print-directory test-browser
 
+# pytest keeps only the temporary directories of failed tests, of the last run (a passing run
+# writes a random ViT-B-16 checkpoint or two, ~600 MB each); short tracebacks keep a failure's
+# cause within the tail of a CI log.
 test-python:
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -q -p no:cacheprovider --tb=short -o tmp_path_retention_policy=failed \
+	  -o tmp_path_retention_count=1 tests $(PYTEST_ARGS)
 
 # The JS parity tests run against a fixture that this run's Python export stage makes, so a
 # change on either side of the TF.js boundary is caught in the same `make test`.
