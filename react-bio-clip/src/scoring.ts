@@ -1,6 +1,7 @@
 /**
- * Scoring a photo's embedding against the label bank in plain JS (every runtime, Hermes
- * included: no tensors, no WebAssembly): cosines chunk by chunk from the stored rows, the
+ * Scoring a photo's embedding against the label bank without tensors (every runtime, Hermes
+ * included): cosines chunk by chunk from the stored rows (the bank's WebAssembly int8 kernel
+ * where there is one, plain JS elsewhere), the
  * exact softmax over the candidate species (max-shifted, in float64), an optional per-species
  * prior, the per-rank sums up the parent links and the top-K per rank.
  *
@@ -89,54 +90,90 @@ export function resolvePrior(bank: LabelBank, prior: unknown, where: string): Fl
   return out;
 }
 
+/** Per bank, one zeroed-per-call float64 buffer per rank above species (no allocation per photo). */
+const rankSums = new WeakMap<LabelBank, Record<Rank, Float64Array>>();
+
+function zeroedRankSums(bank: LabelBank): Record<Rank, Float64Array> {
+  let sums = rankSums.get(bank);
+  if (!sums) {
+    sums = {} as Record<Rank, Float64Array>;
+    for (const rank of RANKS.slice(0, -1)) sums[rank] = new Float64Array(bank.numTaxa(rank));
+    rankSums.set(bank, sums);
+  } else {
+    for (const rank of RANKS.slice(0, -1)) sums[rank].fill(0);
+  }
+  return sums;
+}
+
 /**
  * Scores `embedding` against the candidate species (`species` rows, or all when null).
  * scratch: a reusable float64 buffer (at least the candidate count), to allocate nothing per photo.
+ *
+ * Three passes over the candidates, whatever the number of ranks: cosines (the bank's kernel);
+ * logits in place, with the best cosine and the largest logit; exp(logit - max) in place, their
+ * total and the genus sums. Each rank above genus then sums its children up the parent links
+ * (genera, then families, ...: far fewer than the species), and only the top-K are divided by
+ * the total. Exact softmax up to float64 rounding.
  */
 export function scoreBank(bank: LabelBank, embedding: Float32Array, species: Int32Array | null,
                           prior: Float32Array | null, k: Record<Rank, number>, scratch: Float64Array | null,
                           where: string): Scored {
   const count = species ? species.length : bank.numSpecies;
-  const cos = bank.cosines(embedding, species, scratch ?? undefined);
+  const values = bank.cosines(embedding, species, scratch ?? undefined);
   const scale = bank.logitScale;
   let similarity = -Infinity;
   let maxLogit = -Infinity;
   for (let i = 0; i < count; ++i) {
-    const s = species ? species[i] : i;
-    const w = prior ? prior[s] : 1;
-    if (w > 0) {
-      const c = cos[i];
-      if (c > similarity) similarity = c;
-      const logit = scale * c + (prior ? Math.log(w) : 0);
-      if (logit > maxLogit) maxLogit = logit;
+    const c = values[i];
+    let logit = scale * c;
+    if (prior) {
+      const w = prior[species ? species[i] : i];
+      if (!(w > 0)) {
+        values[i] = -Infinity;  // weight 0: exp gives exactly 0 below
+        continue;
+      }
+      logit += Math.log(w);
     }
+    if (c > similarity) similarity = c;
+    if (logit > maxLogit) maxLogit = logit;
+    values[i] = logit;
   }
   if (maxLogit === -Infinity) {
     throw new BioClipInputError(`${where}: the prior gives weight 0 to every ${species ? 'allowed ' : ''}species`);
   }
-  // cos -> probabilities in place: exp(logit - max) / sum, exact up to float64 rounding.
+  const sums = zeroedRankSums(bank);
+  const genera = sums.genus;
+  const genusOf = bank.parents.species;
   let total = 0;
-  for (let i = 0; i < count; ++i) {
-    const s = species ? species[i] : i;
-    const w = prior ? prior[s] : 1;
-    const e = w > 0 ? Math.exp(scale * cos[i] + (prior ? Math.log(w) : 0) - maxLogit) : 0;
-    cos[i] = e;
-    total += e;
+  if (species) {
+    for (let i = 0; i < count; ++i) {
+      const e = Math.exp(values[i] - maxLogit);
+      values[i] = e;
+      total += e;
+      genera[genusOf[species[i]]] += e;
+    }
+  } else {
+    for (let i = 0; i < count; ++i) {
+      const e = Math.exp(values[i] - maxLogit);
+      values[i] = e;
+      total += e;
+      genera[genusOf[i]] += e;
+    }
   }
-  for (let i = 0; i < count; ++i) cos[i] /= total;
+  for (let depth = RANKS.length - 3; depth >= 0; --depth) {
+    const into = sums[RANKS[depth]];
+    const from = sums[RANKS[depth + 1]];
+    const parentOf = bank.parents[RANKS[depth + 1]];
+    for (let t = 0; t < from.length; ++t) into[parentOf[t]] += from[t];
+  }
+  const normalized = (top: TopList): TopList => {
+    for (let j = 0; j < top.values.length; ++j) top.values[j] /= total;
+    return top;
+  };
   const tops = {} as Record<Rank, TopList>;
-  const speciesTop = topK(cos, count, k.species);
+  const speciesTop = normalized(topK(values, count, k.species));
   if (species) speciesTop.indices = speciesTop.indices.map((i) => species[i]);
   tops.species = speciesTop;
-  for (const rank of RANKS.slice(0, -1)) {
-    const sums = new Float64Array(bank.numTaxa(rank));
-    const ancestors = bank.ancestors[rank];
-    if (species) {
-      for (let i = 0; i < count; ++i) sums[ancestors[species[i]]] += cos[i];
-    } else {
-      for (let i = 0; i < count; ++i) sums[ancestors[i]] += cos[i];
-    }
-    tops[rank] = topK(sums, sums.length, k[rank]);
-  }
+  for (const rank of RANKS.slice(0, -1)) tops[rank] = normalized(topK(sums[rank], sums[rank].length, k[rank]));
   return {tops, similarity};
 }
