@@ -475,13 +475,21 @@ def render_scale_sim(src: Sources) -> str:
         lambda r, st=stage: f"{get(r, 'status.' + st)}, {sig(get(r, 'seconds.' + st), 3)}, "
                             f"{mb(get(r, 'peak_rss_bytes.' + st))}, "
                             f"{sig(get(r, 'examples_per_second.' + st), 3)}")
+  row("peak PSS (shared pages once): teacher_cache, tfds, train",
+      lambda r: ", ".join(mb(get(r, f"peak_pss_bytes.{st}"))
+                          for st in ("teacher_cache", "tfds", "train")))
   row("teacher_cache worker start s: first, others max",
       lambda r: f"{sig(get(r, 'teacher_cache.worker_start_seconds.first'), 3)}, "
                 f"{sig(get(r, 'teacher_cache.worker_start_seconds.others_max'), 3)}")
+  row("teacher_cache prepare s (no imports): first, others max",
+      lambda r: (f"{sig(get(r, 'teacher_cache.worker_prepare_seconds.first'), 3)}, "
+                 f"{sig(get(r, 'teacher_cache.worker_prepare_seconds.others_max'), 3)}")
+      if get(r, "teacher_cache.worker_prepare_seconds.others_max") is not None else "n/a")
   row("train resume s (step: seconds)",
       lambda r: ", ".join(f"{e.get('step')}: {sig(e.get('seconds'), 3)}"
                           for e in get(r, "train.resume_seconds", []) or []))
-  for goal in ("resume_independent_of_step", "later_workers_start", "peak_rss_per_stage"):
+  for goal in ("resume_independent_of_step", "later_workers_start", "later_workers_prepare",
+               "peak_rss_per_stage"):
     row(f"goal {goal}", lambda r, g=goal: "pass" if get(r, f"goals.{g}.pass") else
         ("fail" if get(r, f"goals.{g}.pass") is False else "n/a"))
   return "\n".join(rows)

@@ -78,6 +78,13 @@ def test_scale_sim_small_end_to_end(tmp_path):
   assert 0 < ws["first"] <= ws["others_max"]
   fr = result["teacher_cache"]["first_row_seconds"]["per_worker"]
   assert all(p <= f for p, f in zip(ws["per_worker"], fr))
+  # Each worker logged its prepare: exactly one built the manifest (the first under the lock),
+  # and a worker's prepare is part of its start.
+  prep = result["teacher_cache"]["worker_prepare_seconds"]
+  assert [p["first"] for p in prep["per_worker"]].count(True) == 1, prep
+  assert all(0 <= p["lock_wait_seconds"] <= p["seconds"] < s
+             for p, s in zip(prep["per_worker"], ws["per_worker"])), (prep, ws)
+  assert prep["others_max"] == max(p["seconds"] for p in prep["per_worker"] if not p["first"])
 
   # Killed once just past step 3 (checkpoints every step) and resumed from a checkpoint no
   # later than the step it was killed in.
@@ -92,9 +99,12 @@ def test_scale_sim_small_end_to_end(tmp_path):
 
   for stage in ("teacher_cache", "tfds", "train"):
     assert result["peak_rss_bytes"][stage] > 50 * 2**20, stage  # a Python + torch/TF process
+    # PSS counts shared pages once in all: never above the summed RSS, and not vanishing.
+    assert 0.2 * result["peak_rss_bytes"][stage] < result["peak_pss_bytes"][stage] \
+        <= result["peak_rss_bytes"][stage], stage
     assert result["examples_per_second"][stage] > 0, stage
   assert set(result["goals"]) == {"resume_independent_of_step", "later_workers_start",
-                                  "peak_rss_per_stage"}
+                                  "later_workers_prepare", "peak_rss_per_stage"}
 
   # Resumable: the same command reuses every finished stage (no subprocess is started).
   again, out = _run(tmp_path, timeout=300)
