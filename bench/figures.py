@@ -227,7 +227,7 @@ def render_demo_report(src: Sources) -> str:
       f"{mb(m.get('keras_fp32_bytes'))} / {mb(m.get('tfjs_bytes'))} / {mb(m.get('tflite_bytes'))} |",
       f"| student vs teacher top-1: {', '.join(RANKS_DEEPEST_FIRST)} | "
       f"{', '.join(fixed(top1.get(k), 3) for k in RANKS_DEEPEST_FIRST)} |",
-      f"| latency at 224 per photo: teacher torch / Keras / TFLite / TF.js wasm | "
+      "| latency at 224 per photo: teacher torch / Keras / TFLite / TF.js wasm | "
       + " / ".join(sig(get(lat, f"{rt}.224"), 3) for rt in
                    ("teacher_torch_cpu", "keras_cpu", "tflite_xnnpack", "tfjs_wasm_node"))
       + " ms |",
@@ -481,9 +481,11 @@ def render_scale_sim(src: Sources) -> str:
   row("teacher_cache worker start s: first, others max",
       lambda r: f"{sig(get(r, 'teacher_cache.worker_start_seconds.first'), 3)}, "
                 f"{sig(get(r, 'teacher_cache.worker_start_seconds.others_max'), 3)}")
-  row("teacher_cache prepare s (no imports): first, others max",
-      lambda r: (f"{sig(get(r, 'teacher_cache.worker_prepare_seconds.first'), 3)}, "
-                 f"{sig(get(r, 'teacher_cache.worker_prepare_seconds.others_max'), 3)}")
+  row("teacher_cache prepare s (no imports): first; others max (own work max, lock wait max)",
+      lambda r: (f"{sig(get(r, 'teacher_cache.worker_prepare_seconds.first'), 3)}; "
+                 f"{sig(get(r, 'teacher_cache.worker_prepare_seconds.others_max'), 3)} ("
+                 f"{sig(get(r, 'teacher_cache.worker_prepare_seconds.others_max_own_work'), 3)}"
+                 f", {sig(get(r, 'teacher_cache.worker_prepare_seconds.others_lock_wait_max'), 3)})")
       if get(r, "teacher_cache.worker_prepare_seconds.others_max") is not None else "n/a")
   row("train resume s (step: seconds)",
       lambda r: ", ".join(f"{e.get('step')}: {sig(e.get('seconds'), 3)}"

